@@ -1,0 +1,153 @@
+"""MNIST as in-memory tensors: IDX files -> resized, normalised tensors once -> batches."""
+
+from pathlib import Path
+
+import torch
+import torchvision.transforms.v2.functional as TF
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader, TensorDataset
+from torchvision.datasets import MNIST
+
+MNIST_SIZE = 28
+RESIZE_MODES = ("bilinear", "pad")
+# The four uncompressed IDX files that torchvision's MNIST reads from <data_dir>/MNIST/raw/.
+MNIST_FILES = tuple(Path(url).name.removesuffix(".gz") for url, _ in MNIST.resources)
+
+
+def to_inputs(images: torch.Tensor, image_size: int, resize: str) -> torch.Tensor:
+    """uint8 images [N, 28, 28] -> float images [N, 1, image_size, image_size] in [0, 1]."""
+    x = images.unsqueeze(1).float().div_(255)
+    if resize == "bilinear":
+        return TF.resize(x, [image_size, image_size], TF.InterpolationMode.BILINEAR, antialias=True)
+    # LeNet-5 paper style: zero borders around the 28x28 digit, the odd pixel right and bottom.
+    before = (image_size - MNIST_SIZE) // 2
+    after = image_size - MNIST_SIZE - before
+    return TF.pad(x, [before, before, after, after])
+
+
+class MNISTDataModule(LightningDataModule):
+    """MNIST's official 60k/10k split with a fixed, seeded validation split cut from the 60k.
+
+    The images are read, resized and normalised once in `setup`, so batches are slices of
+    tensors: no PIL and no per-sample transform in the training loop. The normalisation uses the
+    mean and std of the training split (after resizing, so padding is accounted for).
+    """
+
+    def __init__(
+        self,
+        data_dir: str | Path,
+        image_size: int = 32,
+        resize: str = "bilinear",
+        val_size: int = 5000,
+        split_seed: int = 0,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        download: bool = True,
+    ) -> None:
+        super().__init__()
+        if resize not in RESIZE_MODES:
+            raise ValueError(f"resize={resize!r} is unknown: choose one of {', '.join(RESIZE_MODES)}")
+        min_size = MNIST_SIZE if resize == "pad" else 1
+        if image_size < min_size:
+            raise ValueError(
+                f"image_size={image_size} is too small for resize={resize}: it must be >= {min_size}"
+            )
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size} is invalid: it must be >= 1")
+        if val_size < 1:
+            raise ValueError(f"val_size={val_size} is invalid: it must be >= 1")
+        if num_workers < 0:
+            raise ValueError(f"num_workers={num_workers} is invalid: it must be >= 0")
+        self.data_dir = Path(data_dir)
+        self.image_size = image_size
+        self.resize = resize
+        self.val_size = val_size
+        self.split_seed = split_seed
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.download = download
+        self.mean: float | None = None
+        self.std: float | None = None
+        self.train_set: TensorDataset | None = None
+        self.val_set: TensorDataset | None = None
+        self.test_set: TensorDataset | None = None
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.data_dir / "MNIST" / "raw"
+
+    def missing_files(self) -> list[str]:
+        return [name for name in MNIST_FILES if not (self.raw_dir / name).is_file()]
+
+    def prepare_data(self) -> None:
+        """Make sure the IDX files are there, downloading them with torchvision if allowed."""
+        if not self.missing_files():
+            return
+        reason = "download is off (data.download=false)"
+        if self.download:
+            try:
+                for train in (True, False):
+                    MNIST(self.data_dir, train=train, download=True)
+            except (OSError, RuntimeError) as err:
+                reason = "the download failed: " + str(err).strip().splitlines()[0]
+        missing = self.missing_files()
+        if missing:
+            raise FileNotFoundError(
+                f"MNIST is not in {self.raw_dir} and {reason}. Put the four files "
+                f"{', '.join(MNIST_FILES)} there (missing: {', '.join(missing)}), or point "
+                "data.data_dir or the MNIST_DATA_DIR environment variable at a folder with MNIST/raw/"
+            )
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in ("fit", "validate", None) and self.train_set is None:
+            self._setup_train_and_val()
+        if stage in ("test", None) and self.test_set is None:
+            if self.mean is None:  # normalise with the training statistics, as in fit
+                self._setup_train_and_val()
+            images, labels = self._read(train=False)
+            self.test_set = TensorDataset(self._normalize(images), labels)
+
+    def _setup_train_and_val(self) -> None:
+        images, labels = self._read(train=True)
+        count = len(labels)
+        if self.val_size >= count:
+            raise ValueError(
+                f"val_size={self.val_size} is too large: it must be smaller than the {count} training images"
+            )
+        order = torch.randperm(count, generator=torch.Generator().manual_seed(self.split_seed))
+        val_index, train_index = order[: self.val_size], order[self.val_size :]
+        self.mean = images[train_index].mean().item()
+        self.std = images[train_index].std().item()
+        images = self._normalize(images)
+        self.train_set = TensorDataset(images[train_index], labels[train_index])
+        self.val_set = TensorDataset(images[val_index], labels[val_index])
+
+    def _read(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        official = MNIST(self.data_dir, train=train, download=False)
+        return to_inputs(official.data, self.image_size, self.resize), official.targets
+
+    def _normalize(self, images: torch.Tensor) -> torch.Tensor:
+        return TF.normalize(images, [self.mean], [self.std])
+
+    def _loader(self, dataset: TensorDataset | None, shuffle: bool) -> DataLoader:
+        if dataset is None:
+            raise RuntimeError("call setup() before asking for a data loader")
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, shuffle=False)

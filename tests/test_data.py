@@ -1,0 +1,127 @@
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision.transforms.v2.functional as TF
+from torchvision.datasets import MNIST
+
+from mnist_classifier.data import MNIST_FILES, MNISTDataModule
+
+from .conftest import TINY_TEST, TINY_TRAIN, synthetic_digits
+
+
+def make_datamodule(data_dir: Path, **overrides) -> MNISTDataModule:
+    settings = {"val_size": 20, "batch_size": 16, "download": False} | overrides
+    datamodule = MNISTDataModule(data_dir, **settings)
+    datamodule.prepare_data()
+    datamodule.setup()
+    return datamodule
+
+
+def test_official_split_with_a_validation_cut_from_the_training_images(tiny_mnist: Path) -> None:
+    datamodule = make_datamodule(tiny_mnist)
+    assert len(datamodule.train_set) == TINY_TRAIN - 20
+    assert len(datamodule.val_set) == 20
+    assert len(datamodule.test_set) == TINY_TEST
+    images, labels = datamodule.train_set.tensors
+    assert images.shape == (TINY_TRAIN - 20, 1, 32, 32) and images.dtype == torch.float32
+    # Every training label lands in exactly one of train and val.
+    _, official_labels = synthetic_digits(TINY_TRAIN, seed=0)
+    both = torch.cat([labels, datamodule.val_set.tensors[1]])
+    assert torch.equal(both.bincount(minlength=10), official_labels.long().bincount(minlength=10))
+
+
+def test_validation_split_is_the_same_in_every_run_whatever_the_global_seed(tiny_mnist: Path) -> None:
+    torch.manual_seed(1)
+    first = make_datamodule(tiny_mnist).val_set.tensors[0]
+    torch.manual_seed(2)
+    second = make_datamodule(tiny_mnist).val_set.tensors[0]
+    assert torch.equal(first, second)
+    other_split = make_datamodule(tiny_mnist, split_seed=1).val_set.tensors[0]
+    assert not torch.equal(first, other_split)
+
+
+def test_test_set_is_the_official_test_images_in_order(tiny_mnist: Path) -> None:
+    datamodule = make_datamodule(tiny_mnist, resize="pad")
+    official = MNIST(tiny_mnist, train=False)
+    expected = TF.pad(official.data.unsqueeze(1).float() / 255, [2, 2, 2, 2])
+    expected = (expected - datamodule.mean) / datamodule.std
+    assert torch.allclose(datamodule.test_set.tensors[0], expected)
+    assert torch.equal(datamodule.test_set.tensors[1], official.targets)
+
+
+def test_images_are_normalised_with_training_statistics(tiny_mnist: Path) -> None:
+    images = make_datamodule(tiny_mnist).train_set.tensors[0]
+    assert images.mean().item() == pytest.approx(0.0, abs=1e-5)
+    assert images.std().item() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_bilinear_resize_matches_torchvision(tiny_mnist: Path) -> None:
+    datamodule = make_datamodule(tiny_mnist)
+    official = MNIST(tiny_mnist, train=False)
+    first = official.data[:1].unsqueeze(1).float() / 255
+    resized = TF.resize(first, [32, 32], TF.InterpolationMode.BILINEAR, antialias=True)
+    restored = datamodule.test_set.tensors[0][:1] * datamodule.std + datamodule.mean
+    assert torch.allclose(restored, resized, atol=1e-5)
+
+
+def test_pad_mode_puts_a_two_pixel_zero_border_around_the_digit(tiny_mnist: Path) -> None:
+    datamodule = make_datamodule(tiny_mnist, resize="pad")
+    restored = datamodule.test_set.tensors[0] * datamodule.std + datamodule.mean
+    border = torch.ones(32, 32, dtype=torch.bool)
+    border[2:30, 2:30] = False
+    assert restored[:, 0, border].abs().max() < 1e-5
+    assert torch.allclose(
+        restored[:, 0, 2:30, 2:30], MNIST(tiny_mnist, train=False).data.float() / 255, atol=1e-5
+    )
+
+
+def test_loaders_give_batches_of_the_configured_size(tiny_mnist: Path) -> None:
+    datamodule = make_datamodule(tiny_mnist, batch_size=32)
+    images, labels = next(iter(datamodule.train_dataloader()))
+    assert images.shape == (32, 1, 32, 32) and labels.shape == (32,)
+    assert sum(len(y) for _, y in datamodule.val_dataloader()) == 20
+
+
+def test_missing_files_name_the_directory_and_the_four_files(tmp_path: Path) -> None:
+    datamodule = MNISTDataModule(tmp_path, download=False)
+    with pytest.raises(FileNotFoundError) as error:
+        datamodule.prepare_data()
+    message = str(error.value)
+    assert str(tmp_path / "MNIST" / "raw") in message
+    assert all(name in message for name in MNIST_FILES)
+    assert "\n" not in message
+
+
+def test_failed_download_is_reported_with_the_missing_files(tmp_path: Path, monkeypatch) -> None:
+    # A mirror on a closed loopback port: the download fails at once, with or without internet.
+    monkeypatch.setattr(MNIST, "mirrors", ["http://127.0.0.1:9/"])
+    with pytest.raises(FileNotFoundError, match=r"the download failed: .*train-images-idx3-ubyte"):
+        MNISTDataModule(tmp_path).prepare_data()
+
+
+def test_validation_split_must_leave_training_images(tiny_mnist: Path) -> None:
+    with pytest.raises(
+        ValueError, match=rf"val_size={TINY_TRAIN} is too large.*{TINY_TRAIN} training images"
+    ):
+        make_datamodule(tiny_mnist, val_size=TINY_TRAIN)
+
+
+@pytest.mark.parametrize(
+    ("argument", "value", "message"),
+    [
+        ("batch_size", 0, "batch_size=0 is invalid"),
+        ("val_size", 0, "val_size=0 is invalid"),
+        ("resize", "nearest", "resize='nearest' is unknown: choose one of bilinear, pad"),
+        ("image_size", 0, "image_size=0 is too small"),
+        ("num_workers", -1, "num_workers=-1 is invalid"),
+    ],
+)
+def test_bad_arguments_fail_with_a_message_naming_them(argument: str, value, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        MNISTDataModule("unused", **{argument: value})
+
+
+def test_pad_mode_needs_room_for_the_28_pixel_digit() -> None:
+    with pytest.raises(ValueError, match="image_size=27 is too small for resize=pad: it must be >= 28"):
+        MNISTDataModule("unused", image_size=27, resize="pad")

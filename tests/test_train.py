@@ -1,0 +1,163 @@
+"""train.py end to end, as a user runs it: a subprocess on the tiny IDX data."""
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+from mnist_classifier.data import MNIST_FILES
+
+from .conftest import ROOT, TINY_TRAIN
+
+TINY_RUN = ["data.val_size=40", "data.batch_size=16", "trainer.max_epochs=2", "trainer.log_every_n_steps=1"]
+
+
+def train(*overrides: str, data_dir: Path) -> subprocess.CompletedProcess:
+    # No GPU for the subprocess, so the run is the same on every machine.
+    env = os.environ | {"MNIST_DATA_DIR": str(data_dir), "CUDA_VISIBLE_DEVICES": ""}
+    env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run(
+        [sys.executable, "train.py", *overrides],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_mnist: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    run_dir = tmp_path_factory.mktemp("runs") / "run"
+    result = train(*TINY_RUN, f"hydra.run.dir={run_dir}", data_dir=tiny_mnist)
+    assert result.returncode == 0, result.stderr
+    return run_dir, result.stdout + result.stderr
+
+
+def test_run_dir_holds_the_config_checkpoints_and_events(tiny_run: tuple[Path, str]) -> None:
+    run_dir, _ = tiny_run
+    assert "trainer.max_epochs=2" in (run_dir / ".hydra" / "overrides.yaml").read_text()
+    assert "_target_: mnist_classifier.models.LeNet" in (run_dir / ".hydra" / "config.yaml").read_text()
+    checkpoints = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    assert "last.ckpt" in checkpoints
+    assert any(name.startswith("epoch") for name in checkpoints)
+    assert list(run_dir.glob("events.out.tfevents.*"))
+
+
+def test_tensorboard_events_hold_every_metric_and_the_hparams(tiny_run: tuple[Path, str]) -> None:
+    run_dir, _ = tiny_run
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    expected = {
+        "train/loss_step", "train/loss_epoch", "train/acc_step", "train/acc_epoch",
+        "val/loss", "val/acc", "val/acc_best", "test/loss", "test/acc", "hp_metric",
+    }  # fmt: skip
+    assert expected <= tags
+    assert "lr-Adam" in tags
+    assert len(events.Scalars("val/acc_best")) == 2  # one per epoch
+    hp_metric = events.Scalars("hp_metric")[-1].value
+    assert hp_metric == pytest.approx(events.Scalars("val/acc_best")[-1].value)
+    assert hp_metric == pytest.approx(max(e.value for e in events.Scalars("val/acc")))
+
+    content = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    hparams = HParamsPluginData.FromString(content).session_start_info.hparams
+    assert hparams["model"].string_value == "lenet"
+    assert hparams["optimizer.lr"].number_value == pytest.approx(0.001)
+    assert hparams["data.val_size"].number_value == 40
+
+
+def test_prints_a_summary_with_the_results(tiny_run: tuple[Path, str]) -> None:
+    run_dir, output = tiny_run
+    assert "best val accuracy:" in output and "test accuracy:" in output
+    assert f"checkpoint:        {run_dir}/checkpoints/epoch" in output
+    assert f"run dir:           {run_dir}" in output
+    assert "tensorboard --logdir" in output
+
+
+def test_any_combination_of_groups_trains(tiny_mnist: Path, tmp_path: Path) -> None:
+    overrides = ["model=mlp", "optimizer=sgd", "loss=mse", "scheduler=onecycle", "logger=tensorboard_csv"]
+    result = train(*TINY_RUN, *overrides, f"hydra.run.dir={tmp_path}", data_dir=tiny_mnist)
+    assert result.returncode == 0, result.stderr
+    with open(tmp_path / "csv" / "metrics.csv") as file:
+        rows = list(csv.DictReader(file))
+    assert [float(row["test/acc"]) for row in rows if row.get("test/acc")]
+    assert "_target_: mnist_classifier.models.MLP" in (tmp_path / ".hydra" / "config.yaml").read_text()
+
+
+def test_runs_started_at_the_same_time_get_their_own_dirs(tiny_mnist: Path, tmp_path: Path) -> None:
+    env = os.environ | {"MNIST_DATA_DIR": str(tiny_mnist), "CUDA_VISIBLE_DEVICES": ""}
+    command = [sys.executable, "train.py", "debug=fast", "data.val_size=40", f"paths.log_dir={tmp_path}"]
+    runs = [subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL) for _ in range(2)]
+    assert [run.wait(timeout=600) for run in runs] == [0, 0]
+    run_dirs = [path for path in tmp_path.glob("*/*") if path.is_dir()]
+    assert len(run_dirs) == 2
+    assert all((path / ".hydra" / "config.yaml").is_file() for path in run_dirs)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["optimizer.lr=-0.1", "data.val_size=40"],
+            "error: optimizer.lr=-0.1 is invalid: the learning rate must be > 0",
+        ),
+        (["data.batch_size=0", "data.val_size=40"], "error: batch_size=0 is invalid: it must be >= 1"),
+        ([f"data.val_size={TINY_TRAIN}"], f"error: val_size={TINY_TRAIN} is too large"),
+        (
+            ["data.image_size=12", "data.val_size=40"],
+            "error: image_size=12 is too small for LeNet: it needs at least 16",
+        ),
+        (
+            ["trainer.accelerator=gpu", "data.val_size=40"],
+            "error: trainer.accelerator=gpu but this machine has no CUDA GPU",
+        ),
+    ],
+)
+def test_bad_values_fail_before_training_with_one_line(
+    tiny_mnist: Path, tmp_path: Path, overrides: list[str], message: str
+) -> None:
+    result = train(*overrides, f"hydra.run.dir={tmp_path}", data_dir=tiny_mnist)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message), result.stderr
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_missing_data_names_the_directory_and_the_files(tmp_path: Path) -> None:
+    result = train("data.download=false", f"hydra.run.dir={tmp_path / 'run'}", data_dir=tmp_path / "nowhere")
+    assert result.returncode != 0
+    (line,) = result.stderr.strip().splitlines()
+    assert str(tmp_path / "nowhere" / "MNIST" / "raw") in line
+    assert all(name in line for name in MNIST_FILES)
+
+
+def test_unknown_option_lists_the_valid_ones(tiny_mnist: Path, tmp_path: Path) -> None:
+    result = train("optimizer=adagrad", f"hydra.run.dir={tmp_path}", data_dir=tiny_mnist)
+    assert result.returncode != 0
+    assert "Could not find 'optimizer/adagrad'" in result.stderr
+    for option in ("adam", "adamw", "nesterov", "rmsprop", "sgd"):
+        assert f"\t{option}\n" in result.stderr
+
+
+def real_mnist_dir() -> Path:
+    return Path(os.environ.get("MNIST_DATA_DIR", ROOT / "data"))
+
+
+@pytest.mark.skipif(
+    not all((real_mnist_dir() / "MNIST" / "raw" / name).is_file() for name in MNIST_FILES),
+    reason="the real MNIST is not in $MNIST_DATA_DIR (.ci/run sets it to ../shared/data)",
+)
+def test_one_epoch_of_lenet_on_the_real_mnist_reaches_97_percent(tmp_path: Path) -> None:
+    result = train(
+        "trainer.max_epochs=1", "logger=csv", f"hydra.run.dir={tmp_path}", data_dir=real_mnist_dir()
+    )
+    assert result.returncode == 0, result.stderr
+    with open(tmp_path / "csv" / "metrics.csv") as file:
+        (test_acc,) = [float(row["test/acc"]) for row in csv.DictReader(file) if row.get("test/acc")]
+    assert test_acc >= 0.97
