@@ -47,10 +47,11 @@ def test_every_option_of_every_group_composes_and_builds(compose_config, group: 
     build_everything(cfg)
 
 
-def test_defaults_are_lenet_adam_cross_entropy_without_scheduler_on_tensorboard(compose_config) -> None:
+def test_defaults_are_lenet_sgd_cross_entropy_without_scheduler_on_tensorboard(compose_config) -> None:
     cfg = compose_config()
     assert cfg.model._target_.endswith("LeNet")
-    assert cfg.optimizer._target_ == "torch.optim.Adam" and cfg.optimizer._partial_
+    assert cfg.optimizer._target_ == "torch.optim.SGD" and cfg.optimizer._partial_
+    assert cfg.optimizer.lr == 0.01  # the tutorial's
     assert cfg.loss._target_ == "torch.nn.CrossEntropyLoss"
     assert cfg.scheduler is None
     assert cfg.trainer.accelerator == "auto"
@@ -94,10 +95,10 @@ def test_validate_refuses_the_gpu_on_a_machine_without_one(compose_config, monke
 
 
 def test_hyperparameters_hold_the_choices_and_their_values(compose_config) -> None:
-    cfg = compose_config("optimizer=sgd", "model=mlp")
-    hparams = hyperparameters(cfg, {"model": "mlp", "optimizer": "sgd", "loss": "cross_entropy"})
-    assert hparams["model"] == "mlp" and hparams["optimizer"] == "sgd"
-    assert hparams["optimizer.lr"] == 0.01 and hparams["optimizer.momentum"] == 0.9
+    cfg = compose_config("optimizer=adam", "model=mlp")
+    hparams = hyperparameters(cfg, {"model": "mlp", "optimizer": "adam", "loss": "cross_entropy"})
+    assert hparams["model"] == "mlp" and hparams["optimizer"] == "adam"
+    assert hparams["optimizer.lr"] == 0.001 and "optimizer.momentum" not in hparams
     assert hparams["model.hidden_sizes"] == "[200, 50]"
     assert hparams["data.batch_size"] == 64 and hparams["seed"] == 42
     assert not any(key.split(".")[-1].startswith("_") for key in hparams)

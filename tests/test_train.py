@@ -59,7 +59,7 @@ def test_tensorboard_events_hold_every_metric_and_the_hparams(tiny_run: tuple[Pa
         "val/loss", "val/acc", "val/acc_best", "test/loss", "test/acc", "hp_metric",
     }  # fmt: skip
     assert expected <= tags
-    assert "lr-Adam" in tags
+    assert "lr-SGD" in tags
     assert len(events.Scalars("val/acc_best")) == 2  # one per epoch
     hp_metric = events.Scalars("hp_metric")[-1].value
     assert hp_metric == pytest.approx(events.Scalars("val/acc_best")[-1].value)
@@ -68,7 +68,8 @@ def test_tensorboard_events_hold_every_metric_and_the_hparams(tiny_run: tuple[Pa
     content = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
     hparams = HParamsPluginData.FromString(content).session_start_info.hparams
     assert hparams["model"].string_value == "lenet"
-    assert hparams["optimizer.lr"].number_value == pytest.approx(0.001)
+    assert hparams["optimizer"].string_value == "sgd"
+    assert hparams["optimizer.lr"].number_value == pytest.approx(0.01)
     assert hparams["data.val_size"].number_value == 40
 
 
