@@ -118,18 +118,18 @@ class MNISTDataModule(LightningDataModule):
             )
         order = torch.randperm(count, generator=torch.Generator().manual_seed(self.split_seed))
         val_index, train_index = order[: self.val_size], order[self.val_size :]
-        self.mean = images[train_index].mean().item()
-        self.std = images[train_index].std().item()
-        images = self._normalize(images)
-        self.train_set = TensorDataset(images[train_index], labels[train_index])
-        self.val_set = TensorDataset(images[val_index], labels[val_index])
+        train_images, val_images = images[train_index], images[val_index]
+        self.mean, self.std = train_images.mean().item(), train_images.std().item()
+        self.train_set = TensorDataset(self._normalize(train_images), labels[train_index])
+        self.val_set = TensorDataset(self._normalize(val_images), labels[val_index])
 
     def _read(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
         official = MNIST(self.data_dir, train=train, download=False)
         return to_inputs(official.data, self.image_size, self.resize), official.targets
 
     def _normalize(self, images: torch.Tensor) -> torch.Tensor:
-        return TF.normalize(images, [self.mean], [self.std])
+        # In place: every caller passes a fresh tensor, and the training images take ~225 MB.
+        return TF.normalize(images, [self.mean], [self.std], inplace=True)
 
     def _loader(self, dataset: TensorDataset | None, shuffle: bool) -> DataLoader:
         if dataset is None:
