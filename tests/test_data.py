@@ -3,9 +3,10 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
+from torch.utils.data import TensorDataset
 from torchvision.datasets import MNIST
 
-from mnist_classifier.data import MNIST_FILES, MNISTDataModule
+from mnist_classifier.data import MNIST_FILES, MNISTDataModule, TensorBatches
 
 from .conftest import TINY_TEST, TINY_TRAIN, synthetic_digits
 
@@ -83,6 +84,47 @@ def test_loaders_give_batches_of_the_configured_size(tiny_mnist: Path) -> None:
     assert sum(len(y) for _, y in datamodule.val_dataloader()) == 20
 
 
+def numbered(count: int) -> TensorDataset:
+    """Images whose only pixel is their index, so a batch shows which samples it holds."""
+    return TensorDataset(torch.arange(count, dtype=torch.float32).view(count, 1, 1, 1), torch.arange(count))
+
+
+def test_shuffled_batches_cover_every_sample_once_in_a_new_order_each_epoch() -> None:
+    batches = TensorBatches(numbered(100), batch_size=32, shuffle=True, seed=7)
+    first = torch.cat([labels for _, labels in batches])
+    assert len(batches) == 4 and sorted(first.tolist()) == list(range(100))
+    assert torch.equal(torch.cat([images.flatten() for images, _ in batches]).long(), first)
+    assert torch.equal(torch.cat([labels for _, labels in batches]), first)  # same epoch, same order
+    batches.set_epoch(1)
+    second = torch.cat([labels for _, labels in batches])
+    assert sorted(second.tolist()) == list(range(100)) and not torch.equal(first, second)
+
+
+def test_evaluation_batches_keep_the_order() -> None:
+    labels = torch.cat([labels for _, labels in TensorBatches(numbered(50), batch_size=16, shuffle=False)])
+    assert labels.tolist() == list(range(50))
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_processes_of_a_data_parallel_run_get_disjoint_shards(shuffle: bool) -> None:
+    # 101 images over 2 processes: training shards of 50 each (equal step counts), evaluation
+    # shards of 51 and 50 that together hold every image once.
+    shards = [
+        torch.cat(
+            [
+                labels
+                for _, labels in TensorBatches(numbered(101), 8, shuffle, seed=3, rank=rank, world_size=2)
+            ]
+        )
+        for rank in (0, 1)
+    ]
+    assert not set(shards[0].tolist()) & set(shards[1].tolist())
+    if shuffle:
+        assert len(shards[0]) == len(shards[1]) == 50
+    else:
+        assert sorted(torch.cat(shards).tolist()) == list(range(101))
+
+
 def test_missing_files_name_the_directory_and_the_four_files(tmp_path: Path) -> None:
     datamodule = MNISTDataModule(tmp_path, download=False)
     with pytest.raises(FileNotFoundError) as error:
@@ -114,7 +156,6 @@ def test_validation_split_must_leave_training_images(tiny_mnist: Path) -> None:
         ("val_size", 0, "val_size=0 is invalid"),
         ("resize", "nearest", "resize='nearest' is unknown: choose one of bilinear, pad"),
         ("image_size", 0, "image_size=0 is too small"),
-        ("num_workers", -1, "num_workers=-1 is invalid"),
     ],
 )
 def test_bad_arguments_fail_with_a_message_naming_them(argument: str, value, message: str) -> None:

@@ -1,11 +1,12 @@
 """MNIST as in-memory tensors: IDX files -> resized, normalised tensors once -> batches."""
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 import torchvision.transforms.v2.functional as TF
 from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 from torchvision.datasets import MNIST
 
 MNIST_SIZE = 28
@@ -25,12 +26,71 @@ def to_inputs(images: torch.Tensor, image_size: int, resize: str) -> torch.Tenso
     return TF.pad(x, [before, before, after, after])
 
 
+class TensorBatches:
+    """Batches cut by index from in-memory tensors: what a DataLoader gives, without per-sample work.
+
+    A DataLoader fetches samples one `__getitem__` at a time and collates them, and its sampler
+    makes the indices on the CPU; here one permutation per epoch is drawn on the tensors' own
+    device (a GPU keeps the whole data set and never copies a batch from the host). Each process
+    of a data-parallel run takes its own shard of every epoch: training shards are cut to equal
+    sizes, so every process steps the same number of times; evaluation shards keep every image
+    once, so metrics reduced across processes equal a single-process evaluation.
+    """
+
+    def __init__(
+        self,
+        dataset: TensorDataset,
+        batch_size: int,
+        shuffle: bool,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.images, self.labels = dataset.tensors
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch = 0
+        count = len(self.labels)
+        self.shard_size = count // world_size if shuffle else len(range(rank, count, world_size))
+
+    # The DataLoader attributes Lightning reads: it calls `loader.sampler.set_epoch(epoch)` at the
+    # start of every epoch, and looks for a batch sampler when it checks evaluation for shuffling.
+    batch_sampler = None
+
+    @property
+    def sampler(self) -> "TensorBatches":
+        return self
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return -(-self.shard_size // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        device = self.labels.device
+        count = len(self.labels)
+        if self.shuffle:
+            # The same permutation in every process: seeded by seed and epoch, not by process.
+            generator = torch.Generator(device).manual_seed(self.seed + self.epoch)
+            order = torch.randperm(count, generator=generator, device=device)
+            shard = order[self.rank :: self.world_size][: self.shard_size]
+        else:
+            shard = torch.arange(self.rank, count, self.world_size, device=device)
+        for index in shard.split(self.batch_size):
+            yield self.images[index], self.labels[index]
+
+
 class MNISTDataModule(LightningDataModule):
     """MNIST's official 60k/10k split with a fixed, seeded validation split cut from the 60k.
 
-    The images are read, resized and normalised once in `setup`, so batches are slices of
+    The images are read, resized and normalised once in `setup`, so batches are cut from
     tensors: no PIL and no per-sample transform in the training loop. The normalisation uses the
-    mean and std of the training split (after resizing, so padding is accounted for).
+    mean and std of the training split (after resizing, so padding is accounted for). The loaders
+    put the tensors on the trainer's device and shard them over its processes.
     """
 
     def __init__(
@@ -41,8 +101,7 @@ class MNISTDataModule(LightningDataModule):
         val_size: int = 5000,
         split_seed: int = 0,
         batch_size: int = 64,
-        num_workers: int = 0,
-        pin_memory: bool = False,
+        shuffle_seed: int = 0,
         download: bool = True,
     ) -> None:
         super().__init__()
@@ -57,16 +116,13 @@ class MNISTDataModule(LightningDataModule):
             raise ValueError(f"batch_size={batch_size} is invalid: it must be >= 1")
         if val_size < 1:
             raise ValueError(f"val_size={val_size} is invalid: it must be >= 1")
-        if num_workers < 0:
-            raise ValueError(f"num_workers={num_workers} is invalid: it must be >= 0")
         self.data_dir = Path(data_dir)
         self.image_size = image_size
         self.resize = resize
         self.val_size = val_size
         self.split_seed = split_seed
         self.batch_size = batch_size
-        self.num_workers = num_workers
-        self.pin_memory = pin_memory
+        self.shuffle_seed = shuffle_seed
         self.download = download
         self.mean: float | None = None
         self.std: float | None = None
@@ -131,23 +187,21 @@ class MNISTDataModule(LightningDataModule):
         # In place: every caller passes a fresh tensor, and the training images take ~225 MB.
         return TF.normalize(images, [self.mean], [self.std], inplace=True)
 
-    def _loader(self, dataset: TensorDataset | None, shuffle: bool) -> DataLoader:
+    def _loader(self, dataset: TensorDataset | None, shuffle: bool) -> TensorBatches:
         if dataset is None:
             raise RuntimeError("call setup() before asking for a data loader")
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.num_workers > 0,
-        )
+        rank, world_size, device = 0, 1, torch.device("cpu")
+        if self.trainer is not None:
+            rank, world_size = self.trainer.global_rank, self.trainer.world_size
+            device = self.trainer.strategy.root_device
+        on_device = TensorDataset(*(tensor.to(device) for tensor in dataset.tensors))
+        return TensorBatches(on_device, self.batch_size, shuffle, self.shuffle_seed, rank, world_size)
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> TensorBatches:
         return self._loader(self.train_set, shuffle=True)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> TensorBatches:
         return self._loader(self.val_set, shuffle=False)
 
-    def test_dataloader(self) -> DataLoader:
+    def test_dataloader(self) -> TensorBatches:
         return self._loader(self.test_set, shuffle=False)
