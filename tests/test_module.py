@@ -1,4 +1,5 @@
 import copy
+import csv
 from functools import partial
 
 import lightning as L
@@ -93,3 +94,41 @@ def test_onecycle_is_given_the_runs_total_steps(compose_config) -> None:
     assert scheduler_config.interval == "step"
     assert scheduler_config.scheduler.total_steps == 12
     assert scheduler_config.scheduler.last_epoch == 12  # stepped once per optimizer step
+
+
+def test_training_curves_log_the_step_loss_every_n_steps_and_the_epoch_means(tmp_path) -> None:
+    torch.manual_seed(0)
+    images, labels = torch.randn(48, 1, 32, 32), torch.randint(0, 10, (48,))
+    batches = DataLoader(TensorDataset(images, labels), batch_size=8)  # 6 steps an epoch
+    losses: list[float] = []
+
+    class RecordingClassifier(Classifier):
+        def training_step(self, batch, batch_idx):
+            loss = super().training_step(batch, batch_idx)
+            losses.append(loss.item())
+            return loss
+
+    classifier = RecordingClassifier(LeNet(), nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.01))
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_epochs=2,
+        limit_val_batches=0,
+        log_every_n_steps=4,
+        logger=L.pytorch.loggers.CSVLogger(tmp_path, name="", version=""),
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(classifier, train_dataloaders=batches)
+    with open(tmp_path / "metrics.csv") as file:
+        rows = list(csv.DictReader(file))
+    step_rows = [row for row in rows if row["train/loss_step"]]
+    # Steps 3, 7 and 11 (0-based) are the logging steps of 12, each with that step's loss.
+    assert [int(row["step"]) for row in step_rows] == [3, 7, 11]
+    for row in step_rows:
+        assert float(row["train/loss_step"]) == pytest.approx(losses[int(row["step"])], rel=1e-5)
+    epoch_rows = [row for row in rows if row["train/loss_epoch"]]
+    assert [float(row["train/loss_epoch"]) for row in epoch_rows] == pytest.approx(
+        [sum(losses[:6]) / 6, sum(losses[6:]) / 6], rel=1e-5
+    )
+    assert all(0 <= float(row["train/acc_epoch"]) <= 1 for row in epoch_rows)

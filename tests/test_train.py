@@ -55,7 +55,7 @@ def test_tensorboard_events_hold_every_metric_and_the_hparams(tiny_run: tuple[Pa
     events.Reload()
     tags = set(events.Tags()["scalars"])
     expected = {
-        "train/loss_step", "train/loss_epoch", "train/acc_step", "train/acc_epoch",
+        "train/loss_step", "train/loss_epoch", "train/acc_epoch",
         "val/loss", "val/acc", "val/acc_best", "test/loss", "test/acc", "hp_metric",
     }  # fmt: skip
     assert expected <= tags
