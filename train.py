@@ -5,47 +5,20 @@ import os
 import sys
 
 import hydra
-import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
-from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig
 
-from mnist_classifier.config import hyperparameters, validate
-from mnist_classifier.module import Classifier
+from mnist_classifier.config import hyperparameters
+from mnist_classifier.experiment import BAD_INPUT, build
 
 log = logging.getLogger(__name__)
-
-# What bad input raises while the run is being built: these become a one-line error.
-BAD_INPUT = (ValueError, FileNotFoundError, MisconfigurationException, InstantiationException)
-
-
-def instantiate_all(group: DictConfig | None) -> list:
-    """Instantiate each entry of a callbacks or logger dict; an entry set to null is left out."""
-    return [instantiate(entry) for entry in (group or {}).values() if entry is not None]
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float:
     try:
-        validate(cfg)
-        L.seed_everything(cfg.seed, workers=True, verbose=False)
-        datamodule = instantiate(cfg.data)
-        classifier = Classifier(
-            net=instantiate(cfg.model),
-            loss=instantiate(cfg.loss),
-            optimizer=instantiate(cfg.optimizer),
-            scheduler=instantiate(cfg.scheduler, _convert_="all"),
-        )
-        # Missing files or a bad split fail here, before the trainer is built.
-        datamodule.prepare_data()
-        datamodule.setup("fit")
-        trainer = instantiate(
-            cfg.trainer,
-            logger=instantiate_all(cfg.get("logger")),
-            callbacks=instantiate_all(cfg.get("callbacks")),
-        )
+        datamodule, classifier, trainer = build(cfg)
     except BAD_INPUT as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise

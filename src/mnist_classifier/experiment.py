@@ -1,0 +1,42 @@
+"""One run built from the composed Hydra config: the wiring that train.py and the benchmarks share."""
+
+import lightning as L
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from omegaconf import DictConfig
+
+from mnist_classifier.config import validate
+from mnist_classifier.data import MNISTDataModule
+from mnist_classifier.module import Classifier
+
+# What bad input raises while a run is being built: entry points turn these into a one-line error.
+BAD_INPUT = (ValueError, FileNotFoundError, MisconfigurationException, InstantiationException)
+
+
+def instantiate_all(group: DictConfig | None) -> list:
+    """Instantiate each entry of a callbacks or logger dict; an entry set to null is left out."""
+    return [instantiate(entry) for entry in (group or {}).values() if entry is not None]
+
+
+def build(cfg: DictConfig) -> tuple[MNISTDataModule, Classifier, L.Trainer]:
+    """Validate and seed, then the data (set up for fit), the classifier and the trainer."""
+    validate(cfg)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule = instantiate(cfg.data)
+    classifier = instantiate(
+        cfg.classifier,
+        net=instantiate(cfg.model),
+        loss=instantiate(cfg.loss),
+        optimizer=instantiate(cfg.optimizer),
+        scheduler=instantiate(cfg.scheduler, _convert_="all"),
+    )
+    # Missing files or a bad split fail here, before the trainer is built.
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    trainer = instantiate(
+        cfg.trainer,
+        logger=instantiate_all(cfg.get("logger")),
+        callbacks=instantiate_all(cfg.get("callbacks")),
+    )
+    return datamodule, classifier, trainer
