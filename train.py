@@ -35,6 +35,8 @@ def main(cfg: DictConfig) -> float:
     # Test the best checkpoint; runs without checkpoints (debug=fast) test the final weights.
     test_metrics = trainer.test(classifier, datamodule=datamodule, ckpt_path=checkpoint or None)[0]
 
+    if not trainer.is_global_zero:  # one summary for a data-parallel run, not one per process
+        return float(val_acc_best) if val_acc_best is not None else float("nan")
     log.info("best val accuracy: %s", f"{val_acc_best:.4f}" if val_acc_best is not None else "n/a")
     log.info("test accuracy:     %.4f", test_metrics["test/acc"])
     log.info("checkpoint:        %s", checkpoint or "none (checkpointing off)")

@@ -40,7 +40,6 @@ from omegaconf import DictConfig, open_dict
 from torch.utils.data import DataLoader, Subset
 from torchvision import datasets, transforms
 
-from mnist_classifier.data import MNISTDataModule
 from mnist_classifier.experiment import build
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,12 +69,17 @@ class EpochTimer(L.Callback):
         self.seconds.append(time.perf_counter() - self.start)
 
 
-def run_lightning(cfg: DictConfig, device: torch.device) -> list[float]:
+# Each path returns the seconds of each epoch and the number of training images in an epoch.
+Timings = tuple[list[float], int]
+
+
+def run_lightning(cfg: DictConfig, device: torch.device, limit: int | None) -> Timings:
     datamodule, classifier, trainer = build(cfg)
     timer = EpochTimer()
     trainer.callbacks.append(timer)
     trainer.fit(classifier, datamodule=datamodule)
-    return timer.seconds
+    images = min(trainer.num_training_batches * datamodule.batch_size, len(datamodule.train_set))
+    return timer.seconds, images
 
 
 def hand_loop(
@@ -110,7 +114,7 @@ def hand_loop(
     return seconds
 
 
-def run_hand(cfg: DictConfig, device: torch.device, limit: int | None) -> list[float]:
+def run_hand(cfg: DictConfig, device: torch.device, limit: int | None) -> Timings:
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     train_images, train_labels = (t.to(device) for t in datamodule.train_set.tensors)
@@ -125,20 +129,22 @@ def run_hand(cfg: DictConfig, device: torch.device, limit: int | None) -> list[f
         starts = range(0, len(val_labels), size)[:limit]
         return ((val_images[i : i + size], val_labels[i : i + size]) for i in starts)
 
-    return hand_loop(cfg, device, train_batches, val_batches)
+    return hand_loop(cfg, device, train_batches, val_batches), len(
+        train_labels[: size * limit if limit else None]
+    )
 
 
-def run_tutorial(cfg: DictConfig, device: torch.device, limit: int | None) -> list[float]:
-    # The same split as the data module: the tutorial pipeline only changes how batches are made.
-    datamodule: MNISTDataModule = instantiate(cfg.data)
-    order = torch.randperm(60_000, generator=torch.Generator().manual_seed(datamodule.split_seed))
-    val_index, train_index = order[: datamodule.val_size], order[datamodule.val_size :]
+def run_tutorial(cfg: DictConfig, device: torch.device, limit: int | None) -> Timings:
     transform = transforms.Compose([
         transforms.Resize(cfg.data.image_size),
         transforms.ToTensor(),
         transforms.Normalize((0.1307,), (0.3081,)),
     ])  # fmt: skip
     mnist = datasets.MNIST(cfg.data.data_dir, train=True, download=False, transform=transform)
+    # The same split as the data module: the tutorial pipeline only changes how batches are made.
+    split = torch.Generator().manual_seed(cfg.data.split_seed)
+    order = torch.randperm(len(mnist), generator=split)
+    val_index, train_index = order[: cfg.data.val_size], order[cfg.data.val_size :]
     # As pytorch/examples' mnist/main.py: one worker and pinned memory on CUDA, none on the CPU.
     loader_args = {"num_workers": 1, "pin_memory": True} if device.type == "cuda" else {}
     size = cfg.data.batch_size
@@ -148,7 +154,8 @@ def run_tutorial(cfg: DictConfig, device: torch.device, limit: int | None) -> li
     def limited(loader: DataLoader) -> Callable[[], object]:
         return lambda: itertools.islice(loader, limit)
 
-    return hand_loop(cfg, device, limited(train), limited(val))
+    train_images = len(train_index[: size * limit if limit else None])
+    return hand_loop(cfg, device, limited(train), limited(val)), train_images
 
 
 def measure_one(path: str, model: str, batch_size: int, args: argparse.Namespace) -> dict:
@@ -163,14 +170,8 @@ def measure_one(path: str, model: str, batch_size: int, args: argparse.Namespace
         torch.cuda.reset_peak_memory_stats()
     with tempfile.TemporaryDirectory() as output_dir:
         cfg = compose_config(overrides, output_dir)
-        if path == "lightning":
-            seconds = run_lightning(cfg, device)
-        elif path == "hand":
-            seconds = run_hand(cfg, device, args.limit_batches or None)
-        else:
-            seconds = run_tutorial(cfg, device, args.limit_batches or None)
-    batches = args.limit_batches or -(-(60_000 - cfg.data.val_size) // batch_size)
-    images = min(batches * batch_size, 60_000 - cfg.data.val_size)
+        runner = {"lightning": run_lightning, "hand": run_hand, "tutorial": run_tutorial}[path]
+        seconds, images = runner(cfg, device, args.limit_batches or None)
     epoch_seconds = statistics.median(seconds[1:] or seconds)
     return {
         "path": path,

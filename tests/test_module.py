@@ -132,3 +132,13 @@ def test_training_curves_log_the_step_loss_every_n_steps_and_the_epoch_means(tmp
         [sum(losses[:6]) / 6, sum(losses[6:]) / 6], rel=1e-5
     )
     assert all(0 <= float(row["train/acc_epoch"]) <= 1 for row in epoch_rows)
+
+
+def test_channels_last_changes_the_memory_layout_not_the_outputs() -> None:
+    torch.manual_seed(0)
+    net = LeNet()
+    reference = copy.deepcopy(net)
+    classifier = Classifier(net, nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.01), channels_last=True)
+    assert classifier.net.conv2.weight.is_contiguous(memory_format=torch.channels_last)
+    images = torch.randn(4, 1, 32, 32)
+    torch.testing.assert_close(classifier(images), reference(images))

@@ -7,10 +7,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
-from mnist_classifier.data import MNIST_FILES
+from mnist_classifier.data import MNIST_FILES, MNISTDataModule
+from mnist_classifier.models import LeNet
 
 from .conftest import ROOT, TINY_TRAIN
 
@@ -144,6 +146,32 @@ def test_unknown_option_lists_the_valid_ones(tiny_mnist: Path, tmp_path: Path) -
     assert "Could not find 'optimizer/adagrad'" in result.stderr
     for option in ("adam", "adamw", "nesterov", "rmsprop", "sgd"):
         assert f"\t{option}\n" in result.stderr
+
+
+def test_two_ddp_processes_validate_like_one_process(tiny_mnist: Path, tmp_path: Path) -> None:
+    # 41 validation images: shards of 21 and 20, so an uneven split must still count each once.
+    shape = ["data.val_size=41", "data.batch_size=16", "trainer.max_epochs=1"]
+    ddp = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
+    result = train(*shape, *ddp, f"hydra.run.dir={tmp_path}", data_dir=tiny_mnist)
+    assert result.returncode == 0, result.stderr
+    assert (result.stdout + result.stderr).count("test accuracy:") == 1  # one summary, from rank 0
+
+    checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    # 79 training images over 2 processes: 39 each, 3 batches of 16, so 3 optimizer steps.
+    assert checkpoint["global_step"] == 3
+    net = LeNet()
+    net.load_state_dict({key.removeprefix("net."): value for key, value in checkpoint["state_dict"].items()
+                         if key.startswith("net.")})  # fmt: skip
+    datamodule = MNISTDataModule(tiny_mnist, val_size=41, download=False)
+    datamodule.setup("fit")
+    images, labels = datamodule.val_set.tensors
+    with torch.no_grad():
+        single_process = (net.eval()(images).argmax(1) == labels).float().mean().item()
+
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    (logged,) = events.Scalars("val/acc")
+    assert logged.value == pytest.approx(single_process, abs=1e-6)
 
 
 def real_mnist_dir() -> Path:
