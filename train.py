@@ -10,6 +10,7 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
 from mnist_classifier.config import hyperparameters
+from mnist_classifier.dashboards import log_hyperparameters
 from mnist_classifier.experiment import BAD_INPUT, build
 
 log = logging.getLogger(__name__)
@@ -26,8 +27,7 @@ def main(cfg: DictConfig) -> float:
         sys.exit(f"error: {cause}")
 
     run_dir = HydraConfig.get().runtime.output_dir
-    for logger in trainer.loggers:
-        logger.log_hyperparams(hyperparameters(cfg, HydraConfig.get().runtime.choices))
+    log_hyperparameters(trainer, hyperparameters(cfg, HydraConfig.get().runtime.choices))
 
     trainer.fit(classifier, datamodule=datamodule)
     val_acc_best = trainer.callback_metrics.get("val/acc_best")

@@ -58,14 +58,14 @@ def test_tensorboard_events_hold_every_metric_and_the_hparams(tiny_run: tuple[Pa
     tags = set(events.Tags()["scalars"])
     expected = {
         "train/loss_step", "train/loss_epoch", "train/acc_epoch",
-        "val/loss", "val/acc", "val/acc_best", "test/loss", "test/acc", "hp_metric",
+        "val/loss", "val/acc", "val/acc_best", "test/loss", "test/acc",
     }  # fmt: skip
     assert expected <= tags
     assert "lr-SGD" in tags
     assert len(events.Scalars("val/acc_best")) == 2  # one per epoch
-    hp_metric = events.Scalars("hp_metric")[-1].value
-    assert hp_metric == pytest.approx(events.Scalars("val/acc_best")[-1].value)
-    assert hp_metric == pytest.approx(max(e.value for e in events.Scalars("val/acc")))
+    assert events.Scalars("val/acc_best")[-1].value == pytest.approx(
+        max(e.value for e in events.Scalars("val/acc"))
+    )
 
     content = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
     hparams = HParamsPluginData.FromString(content).session_start_info.hparams

@@ -28,6 +28,7 @@ class Classifier(LightningModule):
             "monitor", ...). A factory with an unset `total_steps` (OneCycleLR) is given the
             run's total number of optimizer steps.
         num_classes: the number of classes for the accuracy metrics.
+        image_size: the side of the input images (for the model graph in TensorBoard).
         channels_last: keep the net's weights and the images in channels-last memory layout
             (faster convolutions on GPUs with tensor cores).
         compile: compile the net with `torch.compile` (at its first batch).
@@ -40,10 +41,13 @@ class Classifier(LightningModule):
         optimizer: OptimizerFactory,
         scheduler: Mapping[str, Any] | None = None,
         num_classes: int = 10,
+        image_size: int = 32,
         channels_last: bool = False,
         compile: bool = False,
     ) -> None:
         super().__init__()
+        # One blank image: Lightning traces the model graph for TensorBoard with it.
+        self.example_input_array = torch.zeros(1, 1, image_size, image_size)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.net = net.to(memory_format=self.memory_format)
         if compile:
@@ -52,11 +56,14 @@ class Classifier(LightningModule):
         self.loss = loss
         self.optimizer_factory = optimizer
         self.scheduler_config = scheduler
-        # validate_args=False: the checks cost more than the update on a LeNet-sized step.
-        self.train_loss = MeanMetric()
+        # Each stage's mean loss and accuracy accumulate per batch in torchmetrics (summed across
+        # processes) and are logged once per epoch. validate_args=False: the checks cost more
+        # than the update on a LeNet-sized step.
+        self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
         self.train_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
         self.val_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
         self.test_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
+        self.test_acc_per_class = MulticlassAccuracy(num_classes, average=None, validate_args=False)
         self.val_acc_best = MaxMetric()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -73,11 +80,10 @@ class Classifier(LightningModule):
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         loss, logits = self._loss_and_logits(batch)
-        # The metrics accumulate the epoch's loss and accuracy. A self.log call costs as much
-        # Python as 3% of a LeNet step, so the step's loss is logged only on the steps whose
-        # values the loggers write (every trainer.log_every_n_steps): the same curves.
         self.train_loss.update(loss.detach(), len(logits))
         self.train_acc.update(logits, batch[1])
+        # A self.log call costs as much Python as 3% of a LeNet step, so the step's loss is logged
+        # only on the steps whose values the loggers write (every trainer.log_every_n_steps).
         every = self.trainer.log_every_n_steps
         if every and (self.global_step + 1) % every == 0:
             self.log("train/loss_step", loss, prog_bar=True)
@@ -87,24 +93,31 @@ class Classifier(LightningModule):
         self.log("train/loss_epoch", self.train_loss)
         self.log("train/acc_epoch", self.train_acc, prog_bar=True)
 
-    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+    def validation_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         loss, logits = self._loss_and_logits(batch)
+        self.val_loss.update(loss, len(logits))
         self.val_acc.update(logits, batch[1])
-        self.log("val/loss", loss, prog_bar=True, batch_size=len(logits), sync_dist=True)
-        self.log("val/acc", self.val_acc, prog_bar=True)
+        return logits  # for the dashboard callbacks
 
     def on_validation_epoch_end(self) -> None:
+        self.log("val/loss", self.val_loss, prog_bar=True)
+        self.log("val/acc", self.val_acc, prog_bar=True)
         self.val_acc_best(self.val_acc.compute())
-        best = self.val_acc_best.compute()
-        self.log("val/acc_best", best, prog_bar=True)
-        # TensorBoard's HParams tab ranks runs by hp_metric.
-        self.log("hp_metric", best)
+        self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
 
-    def test_step(self, batch: Batch, batch_idx: int) -> None:
+    def test_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         loss, logits = self._loss_and_logits(batch)
+        self.test_loss.update(loss, len(logits))
         self.test_acc.update(logits, batch[1])
-        self.log("test/loss", loss, batch_size=len(logits), sync_dist=True)
+        self.test_acc_per_class.update(logits, batch[1])
+        return logits  # for the dashboard callbacks
+
+    def on_test_epoch_end(self) -> None:
+        self.log("test/loss", self.test_loss)
         self.log("test/acc", self.test_acc)
+        for digit, accuracy in enumerate(self.test_acc_per_class.compute()):
+            self.log(f"test/acc_class_{digit}", accuracy)
+        self.test_acc_per_class.reset()
 
     def configure_optimizers(self) -> Optimizer | dict[str, Any]:
         optimizer = self.optimizer_factory(self.parameters())

@@ -1,0 +1,233 @@
+"""The dashboard callbacks, in a tiny fit logged to TensorBoard and read back from its event files,
+and a real TensorBoard server over a train.py run, asked through its HTTP data API."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from functools import partial
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch import nn
+from torchmetrics.classification import MulticlassConfusionMatrix
+
+from mnist_classifier.dashboards import (
+    ConfusionMatrices,
+    MisclassifiedDigits,
+    ParameterHistograms,
+    TrainingInputs,
+    log_hyperparameters,
+)
+from mnist_classifier.data import MNISTDataModule
+from mnist_classifier.models import LeNet
+from mnist_classifier.module import Classifier
+
+from .conftest import ROOT
+
+
+def fit_and_test(data_dir: Path, log_dir: Path, callbacks: list[L.Callback], epochs: int = 2) -> L.Trainer:
+    torch.manual_seed(0)
+    datamodule = MNISTDataModule(data_dir, val_size=40, batch_size=16, download=False)
+    classifier = Classifier(LeNet(), nn.CrossEntropyLoss(), partial(torch.optim.Adam, lr=1e-3))
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_epochs=epochs,
+        logger=L.pytorch.loggers.TensorBoardLogger(
+            log_dir, name="", version="", log_graph=True, default_hp_metric=False
+        ),
+        callbacks=callbacks,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(classifier, datamodule=datamodule)
+    trainer.test(classifier, datamodule=datamodule)
+    return trainer
+
+
+def events(log_dir: Path) -> EventAccumulator:
+    accumulator = EventAccumulator(str(log_dir), size_guidance={"images": 0, "histograms": 0})
+    accumulator.Reload()
+    return accumulator
+
+
+def test_confusion_matrices_count_each_validation_and_test_image_once(
+    tiny_mnist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plotted: list[torch.Tensor] = []
+    original_plot = MulticlassConfusionMatrix.plot
+    monkeypatch.setattr(
+        MulticlassConfusionMatrix,
+        "plot",
+        lambda self, val, ax: plotted.append(val) or original_plot(self, val, ax=ax),
+    )
+    fit_and_test(tiny_mnist, tmp_path, [ConfusionMatrices()])
+
+    # Per stage: counts, then row-normalised. Two validation epochs (the sanity check is left
+    # out, so 40 images each), then the 40 test images.
+    assert [int(matrix.sum()) for matrix in plotted[0::2]] == [40, 40, 40]
+    for counts, normalized in zip(plotted[0::2], plotted[1::2], strict=True):
+        seen = counts.sum(dim=1) > 0
+        torch.testing.assert_close(normalized.sum(dim=1)[seen], torch.ones(int(seen.sum())))
+    accumulator = events(tmp_path)
+    tags = accumulator.Tags()["images"]
+    assert len(accumulator.Images("val/confusion_matrix")) == 2
+    assert len(accumulator.Images("val/confusion_matrix_normalized")) == 2
+    assert {"test/confusion_matrix", "test/confusion_matrix_normalized"} <= set(tags)
+
+
+def test_misclassified_digits_are_the_wrong_predictions_with_their_probability(
+    tiny_mnist: Path, tmp_path: Path
+) -> None:
+    misclassified = MisclassifiedDigits(count=5)
+    trainer = fit_and_test(tiny_mnist, tmp_path, [misclassified], epochs=1)  # one epoch: still some wrong
+    assert 0 < len(misclassified.found) <= 5
+    for image, label, prediction, probability in misclassified.found:
+        assert image.shape == (32, 32) and label != prediction and 0.1 <= probability <= 1
+    assert trainer.callback_metrics["test/acc"] < 1
+    assert len(events(tmp_path).Images("test/misclassified")) == 1
+
+
+def test_training_inputs_are_logged_once_as_the_model_sees_them(tiny_mnist: Path, tmp_path: Path) -> None:
+    fit_and_test(tiny_mnist, tmp_path, [TrainingInputs(count=16)])
+    (image,) = events(tmp_path).Images("train/inputs")
+    assert image.step == 0 and image.width > 4 * 32 and image.height > 2 * 32
+
+
+def test_per_class_accuracy_and_the_graph_are_logged(tiny_mnist: Path, tmp_path: Path) -> None:
+    trainer = fit_and_test(tiny_mnist, tmp_path, [])
+    accumulator = events(tmp_path)
+    per_class = [accumulator.Scalars(f"test/acc_class_{digit}")[-1].value for digit in range(10)]
+    assert all(0 <= value <= 1 for value in per_class)
+    # Each test digit appears 4 times in the 40 test images: the mean of the classes is the accuracy.
+    assert sum(per_class) / 10 == pytest.approx(float(trainer.callback_metrics["test/acc"]), abs=1e-6)
+    assert accumulator.Graph() is not None
+
+
+def test_histograms_are_off_by_default_and_one_setting_turns_them_on(
+    tiny_mnist: Path, tmp_path: Path
+) -> None:
+    fit_and_test(tiny_mnist, tmp_path / "off", [ParameterHistograms()])
+    assert events(tmp_path / "off").Tags()["histograms"] == []
+
+    fit_and_test(tiny_mnist, tmp_path / "on", [ParameterHistograms(every_n_steps=2)], epochs=1)
+    tags = set(events(tmp_path / "on").Tags()["histograms"])
+    assert {"weights/net.conv1.weight", "gradients/net.conv1.weight", "gradients/net.fc3.bias"} <= tags
+    # 5 steps (80 training images, batches of 16): steps 0, 2 and 4.
+    assert [event.step for event in events(tmp_path / "on").Histograms("weights/net.fc1.weight")] == [0, 2, 4]
+    with pytest.raises(ValueError, match="every_n_steps=-1 is invalid"):
+        ParameterHistograms(every_n_steps=-1)
+
+
+def test_hparams_declare_the_final_metrics_without_placeholder_values(tmp_path: Path) -> None:
+    logger = L.pytorch.loggers.TensorBoardLogger(tmp_path, name="", version="", default_hp_metric=False)
+    trainer = L.Trainer(logger=logger, accelerator="cpu")
+    log_hyperparameters(trainer, {"model": "lenet", "optimizer.lr": 0.01})
+    logger.experiment.flush()
+    accumulator = events(tmp_path)
+    assert accumulator.Tags()["scalars"] == []  # no placeholder values in the curves
+    content = accumulator.PluginTagToContent("hparams")
+    assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= set(content)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_real_tensorboard_server_shows_the_run_its_curves_images_and_hparams(
+    tiny_mnist: Path, tmp_path: Path
+) -> None:
+    env = os.environ | {"MNIST_DATA_DIR": str(tiny_mnist), "CUDA_VISIBLE_DEVICES": ""}
+    run = [sys.executable, "train.py", "data.val_size=40", "data.batch_size=16", "trainer.max_epochs=2"]
+    run += ["trainer.log_every_n_steps=1"]
+    result = subprocess.run(
+        [*run, f"hydra.run.dir={tmp_path / 'runs' / 'tiny'}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tensorboard.main",
+            "--logdir",
+            str(tmp_path / "runs"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def get(path: str, body: dict | None = None):
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(base + path, data=data, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.load(response)
+
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # the server is up once it answers and has read the run
+            try:
+                if get("/data/runs") == ["tiny"]:
+                    break
+            except OSError:
+                pass
+            assert server.poll() is None and time.monotonic() < deadline, "tensorboard did not come up"
+            time.sleep(0.5)
+
+        scalars = get("/data/plugin/scalars/tags")["tiny"]
+        assert {
+            "train/loss_step",
+            "train/acc_epoch",
+            "val/acc",
+            "val/acc_best",
+            "test/acc",
+            "test/acc_class_7",
+        } <= set(scalars)
+        images = get("/data/plugin/images/tags")["tiny"]
+        expected_images = {"train/inputs", "val/confusion_matrix", "val/confusion_matrix_normalized"}
+        assert expected_images | {"test/confusion_matrix", "test/misclassified"} <= set(images)
+        assert get("/data/plugin/graphs/info")["tiny"]["run_graph"]
+
+        experiment = get("/data/plugin/hparams/experiment", {"experimentName": ""})
+        hparam_names = {info["name"] for info in experiment["hparamInfos"]}
+        assert {"model", "optimizer", "optimizer.lr", "data.batch_size", "seed"} <= hparam_names
+        metric_tags = {info["name"]["tag"] for info in experiment["metricInfos"]}
+        assert {"val/acc_best", "test/acc"} <= metric_tags
+        statuses = ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"]
+        query = {
+            "experimentName": "",
+            "allowedStatuses": statuses,
+            "colParams": [],
+            "startIndex": 0,
+            "sliceSize": 10,
+        }
+        groups = get("/data/plugin/hparams/session_groups", query)
+        (group,) = groups["sessionGroups"]
+        assert group["hparams"]["model"] == "lenet" and group["hparams"]["optimizer.lr"] == pytest.approx(
+            0.01
+        )
+        metrics = {value["name"]["tag"]: value["value"] for value in group["metricValues"]}
+        assert 0 <= metrics["test/acc"] <= 1 and 0 <= metrics["val/acc_best"] <= 1
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
