@@ -14,15 +14,17 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from matplotlib.figure import Figure
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
-from torchmetrics.classification import MulticlassConfusionMatrix
 
+from mnist_classifier import dashboards
 from mnist_classifier.dashboards import (
     ConfusionMatrices,
     MisclassifiedDigits,
     ParameterHistograms,
     TrainingInputs,
+    confusion_figure,
     log_hyperparameters,
 )
 from mnist_classifier.data import MNISTDataModule
@@ -61,26 +63,37 @@ def events(log_dir: Path) -> EventAccumulator:
 def test_confusion_matrices_count_each_validation_and_test_image_once(
     tiny_mnist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    plotted: list[torch.Tensor] = []
-    original_plot = MulticlassConfusionMatrix.plot
-    monkeypatch.setattr(
-        MulticlassConfusionMatrix,
-        "plot",
-        lambda self, val, ax: plotted.append(val) or original_plot(self, val, ax=ax),
-    )
+    plotted: list[tuple[torch.Tensor, str]] = []
+
+    def recording_figure(counts: torch.Tensor, title: str) -> Figure:
+        plotted.append((counts, title))
+        return confusion_figure(counts, title)
+
+    monkeypatch.setattr(dashboards, "confusion_figure", recording_figure)
     fit_and_test(tiny_mnist, tmp_path, [ConfusionMatrices()])
 
-    # Per stage: counts, then row-normalised. Two validation epochs (the sanity check is left
-    # out, so 40 images each), then the 40 test images.
-    assert [int(matrix.sum()) for matrix in plotted[0::2]] == [40, 40, 40]
-    for counts, normalized in zip(plotted[0::2], plotted[1::2], strict=True):
-        seen = counts.sum(dim=1) > 0
-        torch.testing.assert_close(normalized.sum(dim=1)[seen], torch.ones(int(seen.sum())))
+    # Two validation epochs (the sanity check is left out, so 40 images each), then the 40 test images.
+    assert [title for _, title in plotted] == [
+        "validation set, epoch 0",
+        "validation set, epoch 1",
+        "test set",
+    ]
+    assert [int(counts.sum()) for counts, _ in plotted] == [40, 40, 40]
+    assert all(counts.shape == (10, 10) for counts, _ in plotted)
     accumulator = events(tmp_path)
-    tags = accumulator.Tags()["images"]
     assert len(accumulator.Images("val/confusion_matrix")) == 2
-    assert len(accumulator.Images("val/confusion_matrix_normalized")) == 2
-    assert {"test/confusion_matrix", "test/confusion_matrix_normalized"} <= set(tags)
+    assert len(accumulator.Images("test/confusion_matrix")) == 1
+
+
+def test_confusion_figure_labels_each_nonzero_cell_with_its_count() -> None:
+    counts = torch.tensor([[3, 1], [0, 4]])
+    figure = confusion_figure(counts, "a title")
+    (axes,) = figure.axes
+    assert sorted(text.get_text() for text in axes.texts) == ["1", "3", "4"]
+    # The colours are the row-normalised shares: 3/4 and 1/4 in the first row, 1 in the second.
+    torch.testing.assert_close(
+        torch.tensor(axes.images[0].get_array()), torch.tensor([[0.75, 0.25], [0.0, 1.0]])
+    )
 
 
 def test_misclassified_digits_are_the_wrong_predictions_with_their_probability(
@@ -204,8 +217,13 @@ def test_a_real_tensorboard_server_shows_the_run_its_curves_images_and_hparams(
             "test/acc_class_7",
         } <= set(scalars)
         images = get("/data/plugin/images/tags")["tiny"]
-        expected_images = {"train/inputs", "val/confusion_matrix", "val/confusion_matrix_normalized"}
-        assert expected_images | {"test/confusion_matrix", "test/misclassified"} <= set(images)
+        expected_images = {
+            "train/inputs",
+            "val/confusion_matrix",
+            "test/confusion_matrix",
+            "test/misclassified",
+        }
+        assert expected_images <= set(images)
         assert get("/data/plugin/graphs/info")["tiny"]["run_graph"]
 
         experiment = get("/data/plugin/hparams/experiment", {"experimentName": ""})

@@ -7,11 +7,6 @@ drawn at most once per validation epoch; the per-batch work is a confusion-matri
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # no display: figures are rendered to images for TensorBoard
-
-import matplotlib.pyplot as plt
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -47,9 +42,26 @@ def log_hyperparameters(
             writer.file_writer.add_summary(summary)
 
 
+def confusion_figure(counts: torch.Tensor, title: str) -> Figure:
+    """One figure for both views: each cell coloured by its share of the true class's row (the
+    row-normalised matrix) and labelled with its count; empty cells stay blank."""
+    counts = counts.cpu()
+    shares = counts / counts.sum(dim=1, keepdim=True).clamp(min=1)
+    figure = Figure(figsize=(6, 6), dpi=72)  # the text dominates the cost: few pixels, few labels
+    axes = figure.add_subplot()
+    axes.imshow(shares.numpy(), cmap="Blues", vmin=0, vmax=1)
+    for true, predicted in counts.nonzero().tolist():
+        color = "white" if shares[true, predicted] > 0.5 else "black"
+        axes.text(predicted, true, str(int(counts[true, predicted])), ha="center", va="center", color=color)
+    classes = range(len(counts))
+    axes.set(xticks=classes, yticks=classes, xlabel="predicted class", ylabel="true class", title=title)
+    figure.tight_layout()
+    return figure
+
+
 class ConfusionMatrices(Callback):
     """The confusion matrix of the validation set every validation epoch and of the test set at the
-    end, as counts and normalised by row (each true class sums to 1)."""
+    end: counts, coloured by row-normalised share."""
 
     def __init__(self, num_classes: int = 10) -> None:
         self.matrices = {
@@ -85,24 +97,19 @@ class ConfusionMatrices(Callback):
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not trainer.sanity_checking:
-            self._log("val", trainer)
+            self._log("val", f"validation set, epoch {trainer.current_epoch}", trainer)
 
     def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._log("test", trainer)
+        self._log("test", "test set", trainer)
 
-    def _log(self, stage: str, trainer: Trainer) -> None:
+    def _log(self, stage: str, title: str, trainer: Trainer) -> None:
         matrix = self.matrices[stage]
         counts = matrix.compute()  # every process computes: the counts are summed across them
         matrix.reset()
-        normalized = counts / counts.sum(dim=1, keepdim=True).clamp(min=1)
         for writer in tensorboard_writers(trainer):
-            for tag, values in (("confusion_matrix", counts), ("confusion_matrix_normalized", normalized)):
-                figure, axes = plt.subplots(figsize=(8, 8))
-                matrix.plot(val=values, ax=axes)
-                axes.set_title(
-                    "test set" if stage == "test" else f"validation set, epoch {trainer.current_epoch}"
-                )
-                writer.add_figure(f"{stage}/{tag}", figure, trainer.global_step)  # closes the figure
+            writer.add_figure(
+                f"{stage}/confusion_matrix", confusion_figure(counts, title), trainer.global_step
+            )
 
 
 class MisclassifiedDigits(Callback):
@@ -142,9 +149,8 @@ class MisclassifiedDigits(Callback):
 
     def _figure(self) -> Figure:
         rows = -(-len(self.found) // self.columns)
-        figure, axes = plt.subplots(
-            rows, self.columns, figsize=(1.6 * self.columns, 1.9 * rows), squeeze=False
-        )
+        figure = Figure(figsize=(1.6 * self.columns, 1.9 * rows))
+        axes = figure.subplots(rows, self.columns, squeeze=False)
         for axis in axes.flat:
             axis.axis("off")
         for axis, (image, label, prediction, probability) in zip(axes.flat, self.found, strict=False):
