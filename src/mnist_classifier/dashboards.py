@@ -17,7 +17,8 @@ from torch.utils.tensorboard.summary import hparams
 from torchmetrics.classification import MulticlassConfusionMatrix
 from torchvision.utils import make_grid
 
-Batch = tuple[torch.Tensor, torch.Tensor]
+from mnist_classifier.module import Batch
+
 # The metrics the HParams tab shows beside each run's hyperparameters (their last logged values).
 HPARAMS_METRICS = ("val/acc_best", "val/acc", "val/loss", "test/acc", "test/loss")
 
