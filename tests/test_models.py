@@ -46,3 +46,15 @@ def test_mlp_input_size_and_widths_follow_its_arguments() -> None:
 def test_mlp_refuses_empty_or_zero_widths(hidden_sizes: list[int]) -> None:
     with pytest.raises(ValueError, match="hidden_sizes"):
         MLP(hidden_sizes=hidden_sizes)
+
+
+def test_lenet_hidden_sizes_set_the_widths_of_its_fully_connected_layers() -> None:
+    net = LeNet(hidden_sizes=[60, 42])
+    assert (net.fc1.out_features, net.fc2.out_features, net.fc3.in_features) == (60, 42, 42)
+    assert net(torch.zeros(2, 1, 32, 32)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("hidden_sizes", [[120], [120, 84, 10], [120, 0]])
+def test_lenet_refuses_other_than_two_positive_widths(hidden_sizes: list[int]) -> None:
+    with pytest.raises(ValueError, match=r"hidden_sizes=.* exactly 2 sizes"):
+        LeNet(hidden_sizes=hidden_sizes)

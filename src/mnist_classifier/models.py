@@ -11,22 +11,36 @@ from torch import nn
 LENET_MIN_IMAGE_SIZE = 16
 
 
-class LeNet(nn.Module):
-    """LeNet-5: conv 1->6 5x5, max-pool, conv 6->16 5x5, max-pool, fc 400->120->84->10, ReLU."""
+def check_hidden_sizes(hidden_sizes: Sequence[int], count: int | None = None) -> None:
+    """Raise ValueError unless there are `count` widths (one or more if None), each >= 1."""
+    wanted = "one or more sizes" if count is None else f"exactly {count} sizes"
+    if not hidden_sizes or min(hidden_sizes) < 1 or count not in (None, len(hidden_sizes)):
+        raise ValueError(f"hidden_sizes={list(hidden_sizes)} is invalid: give {wanted}, each >= 1")
 
-    def __init__(self, image_size: int = 32, num_classes: int = 10) -> None:
+
+class LeNet(nn.Module):
+    """LeNet-5: conv 1->6 5x5, max-pool, conv 6->16 5x5, max-pool, fc 400->120->84->10, ReLU.
+
+    `hidden_sizes` are the widths of the two hidden fully connected layers (the tutorial's 120 and
+    84), so that a search can vary the model's width.
+    """
+
+    def __init__(
+        self, image_size: int = 32, hidden_sizes: Sequence[int] = (120, 84), num_classes: int = 10
+    ) -> None:
         super().__init__()
         if image_size < LENET_MIN_IMAGE_SIZE:
             raise ValueError(
                 f"image_size={image_size} is too small for LeNet: it needs at least "
                 f"{LENET_MIN_IMAGE_SIZE} (32 is the tutorial's size)"
             )
+        check_hidden_sizes(hidden_sizes, count=2)
         feature_map_size = ((image_size - 4) // 2 - 4) // 2
         self.conv1 = nn.Conv2d(1, 6, 5)
         self.conv2 = nn.Conv2d(6, 16, 5)
-        self.fc1 = nn.Linear(16 * feature_map_size**2, 120)
-        self.fc2 = nn.Linear(120, 84)
-        self.fc3 = nn.Linear(84, num_classes)
+        self.fc1 = nn.Linear(16 * feature_map_size**2, hidden_sizes[0])
+        self.fc2 = nn.Linear(hidden_sizes[0], hidden_sizes[1])
+        self.fc3 = nn.Linear(hidden_sizes[1], num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.max_pool2d(F.relu(self.conv1(x)), 2)
@@ -46,10 +60,7 @@ class MLP(nn.Module):
         super().__init__()
         if image_size < 1:
             raise ValueError(f"image_size={image_size} is invalid for the MLP: it must be >= 1")
-        if not hidden_sizes or min(hidden_sizes) < 1:
-            raise ValueError(
-                f"hidden_sizes={list(hidden_sizes)} is invalid: give one or more sizes, each >= 1"
-            )
+        check_hidden_sizes(hidden_sizes)
         layers: list[nn.Module] = [nn.Flatten()]
         in_features = image_size * image_size
         for width in hidden_sizes:
