@@ -34,8 +34,9 @@ def build_everything(cfg) -> None:
         optimizer.step()
         scheduler.step()
     for group in ("logger", "callbacks"):
-        for entry in (cfg.get(group) or {}).values():
-            if entry is not None:
+        for name, entry in (cfg.get(group) or {}).items():
+            # A sweep's trial gives the pruning callback its trial (tests/test_sweeps.py).
+            if entry is not None and name != "optuna_pruning":
                 instantiate(entry)
     if cfg.trainer.accelerator != "gpu" or torch.cuda.is_available():
         assert isinstance(instantiate(cfg.trainer), Trainer)
@@ -43,7 +44,9 @@ def build_everything(cfg) -> None:
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_every_option_of_every_group_composes_and_builds(compose_config, group: str, option: str) -> None:
-    cfg = compose_config(f"{group}={option}")
+    # A pruner belongs to the Optuna search, whose defaults pick one.
+    needs = ["hparams_search=optuna"] if group == "pruner" else []
+    cfg = compose_config(*needs, f"{group}={option}")
     build_everything(cfg)
 
 

@@ -14,6 +14,13 @@ from mnist_classifier.module import Classifier
 BAD_INPUT = (ValueError, FileNotFoundError, MisconfigurationException, InstantiationException)
 
 
+def describe(error: BaseException) -> str:
+    """One line for an error: the cause that Hydra's instantiate wraps, else the error itself."""
+    if isinstance(error, InstantiationException) and error.__cause__ is not None:
+        error = error.__cause__
+    return " ".join(str(error).split()) or type(error).__name__
+
+
 def instantiate_all(group: DictConfig | None) -> list:
     """Instantiate each entry of a callbacks or logger dict; an entry set to null is left out."""
     return [instantiate(entry) for entry in (group or {}).values() if entry is not None]
