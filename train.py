@@ -28,8 +28,9 @@ def main(cfg: DictConfig) -> dict[str, float]:
             raise
         sys.exit(f"error: {describe(err)}")
 
-    run_dir = HydraConfig.get().runtime.output_dir
-    log_hyperparameters(trainer, hyperparameters(cfg, HydraConfig.get().runtime.choices))
+    hydra_cfg = HydraConfig.get()
+    run_dir = hydra_cfg.runtime.output_dir
+    log_hyperparameters(trainer, hyperparameters(cfg, hydra_cfg.runtime.choices))
 
     trainer.fit(classifier, datamodule=datamodule)
     val_acc_best = trainer.callback_metrics.get("val/acc_best")
@@ -47,7 +48,11 @@ def main(cfg: DictConfig) -> dict[str, float]:
         log.info("test accuracy:     %.4f", results["test/acc"])
         log.info("checkpoint:        %s", checkpoint or "none (checkpointing off)")
         log.info("run dir:           %s", run_dir)
-        log.info("dashboards:        tensorboard --logdir %s", cfg.paths.log_dir)
+        sweeping = hydra_cfg.mode == RunMode.MULTIRUN  # a sweep's runs side by side, or every run
+        log.info(
+            "dashboards:        tensorboard --logdir %s",
+            hydra_cfg.sweep.dir if sweeping else cfg.paths.log_dir,
+        )
     return results
 
 
