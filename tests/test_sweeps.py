@@ -36,7 +36,7 @@ TINY_JOB = ["data.val_size=40", "data.batch_size=16", "trainer.max_epochs=2", "t
 
 
 def sweep_command(*overrides: str) -> list[str]:
-    return [sys.executable, "train.py", "-m", *TINY_JOB, *overrides]
+    return [sys.executable, str(ROOT / "train.py"), "-m", *TINY_JOB, *overrides]
 
 
 def environment(data_dir: Path) -> dict[str, str]:
@@ -45,10 +45,11 @@ def environment(data_dir: Path) -> dict[str, str]:
     return env
 
 
-def sweep(*overrides: str, data_dir: Path) -> subprocess.CompletedProcess:
+def sweep(*overrides: str, data_dir: Path, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """A sweep as a user starts it; outputs/ is under `cwd` unless the overrides say otherwise."""
     return subprocess.run(
         sweep_command(*overrides),
-        cwd=ROOT,
+        cwd=cwd,
         env=environment(data_dir),
         capture_output=True,
         text=True,
@@ -187,14 +188,14 @@ def wait_for(condition, timeout: float = 300) -> None:
 def test_an_optuna_study_killed_mid_trial_continues_to_its_total_with_earlier_trials_kept(
     tiny_mnist: Path, tmp_path: Path
 ) -> None:
-    sweep_dir = tmp_path / "study"
-    overrides = ["hparams_search=optuna", "hydra.sweeper.n_trials=4", f"hydra.sweep.dir={sweep_dir}"]
+    sweep_dir = tmp_path / "outputs" / "studies" / "lenet"
+    overrides = ["hparams_search=optuna", "hydra.sweeper.n_trials=4"]
     storage = f"sqlite:///{sweep_dir}/optuna.db"
 
     # Started like a user would, and killed (SIGKILL) while its third trial runs.
     process = subprocess.Popen(
         sweep_command(*overrides),
-        cwd=ROOT,
+        cwd=tmp_path,
         env=environment(tiny_mnist),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -209,7 +210,7 @@ def test_an_optuna_study_killed_mid_trial_continues_to_its_total_with_earlier_tr
     assert all(trial.state in (TrialState.COMPLETE, TrialState.PRUNED) for trial in before[:2])
     assert before[2].state == TrialState.RUNNING and len(before) == 3
 
-    result = sweep(*overrides, data_dir=tiny_mnist)
+    result = sweep(*overrides, data_dir=tiny_mnist, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     after = optuna.load_study(study_name="lenet", storage=storage).trials
     for old, new in zip(before[:2], after[:2], strict=True):  # the finished trials, untouched
@@ -250,11 +251,11 @@ def test_the_pruning_callback_stops_a_trial_below_the_median_and_never_without_a
     median = optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0)
     hopeless = study.ask()
     with pytest.raises(optuna.TrialPruned):
-        validate(trial_pruning(storage, "s", hopeless.number, "val/acc", median), 0.1)
+        validate(trial_pruning(None, str(tmp_path), "s", hopeless.number, "val/acc", median), 0.1)
     promising = study.ask()
-    validate(trial_pruning(storage, "s", promising.number, "val/acc", median), 0.95)
+    validate(trial_pruning(None, str(tmp_path), "s", promising.number, "val/acc", median), 0.95)
     unpruned = study.ask()
-    validate(trial_pruning(storage, "s", unpruned.number, "val/acc", None), 0.1)
+    validate(trial_pruning(None, str(tmp_path), "s", unpruned.number, "val/acc", None), 0.1)
     reported = optuna.load_study(study_name="s", storage=storage).trials
     assert [reported[trial.number].intermediate_values for trial in (hopeless, promising, unpruned)] == [
         {0: 0.1},

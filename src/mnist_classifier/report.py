@@ -26,10 +26,10 @@ from matplotlib import pyplot
 from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
 
+from hydra_plugins.mnist_classifier_sweepers.optuna_sweeper import STUDY_FILE
 from mnist_classifier.experiment import describe
 
 JOB_RECORD = "job.json"
-STUDY_FILE = "optuna.db"  # where the Optuna sweeper keeps its study by default
 METRIC, TEST_METRIC = "val/acc_best", "test/acc"
 STATUS_ORDER = ("finished", "pruned", "failed", "unfinished")
 

@@ -4,9 +4,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hydra._internal.core_plugins import basic_sweeper
+from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn
-from omegaconf import OmegaConf
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf
+
+
+def set_hydra_config(config: DictConfig) -> None:
+    """Make `${hydra:...}` resolvable in the sweeper's process, as Hydra does only inside jobs: the
+    sweep dir is under `paths.log_dir`, which is relative to `${hydra:runtime.cwd}`."""
+    HydraConfig.instance().set_config(config)
 
 
 class GridSweeper(basic_sweeper.BasicSweeper):
@@ -15,6 +23,10 @@ class GridSweeper(basic_sweeper.BasicSweeper):
     failed job, which skips the remaining batches and the end-of-sweep callbacks; this one runs
     every batch, so the sweep report lists each failure with its error (and the sweep then exits
     non-zero)."""
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
+        set_hydra_config(config)
 
     def sweep(self, arguments: list[str]) -> list[Sequence[JobReturn]]:
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None

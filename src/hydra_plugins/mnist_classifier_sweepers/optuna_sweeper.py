@@ -25,6 +25,7 @@ from hydra.types import HydraContext, TaskFunction
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from hydra_plugins.mnist_classifier_sweepers.grid_sweeper import set_hydra_config
 from mnist_classifier.experiment import describe
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 
 # The override that tells each job its trial; conf/hparams_search/optuna.yaml declares the key.
 TRIAL_NUMBER_KEY = "callbacks.optuna_pruning.trial_number"
+STUDY_FILE = "optuna.db"  # the study's SQLite file in the sweep dir, unless storage is configured
 
 
 class BadSweep(CompactHydraException):
@@ -49,7 +51,7 @@ class OptunaSweeper(Sweeper):
     def __init__(
         self,
         study_name: str,
-        storage: str,
+        storage: str | None,
         direction: str,
         objective: str,
         n_trials: int,
@@ -69,6 +71,7 @@ class OptunaSweeper(Sweeper):
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config = config
         self.hydra_context = hydra_context
+        set_hydra_config(config)
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config
         )
@@ -84,8 +87,9 @@ class OptunaSweeper(Sweeper):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
 
+        storage = study_storage(self.storage, sweep_dir)
         study = optuna.create_study(
-            study_name=self.study_name, storage=self.storage, direction=self.direction, load_if_exists=True
+            study_name=self.study_name, storage=storage, direction=self.direction, load_if_exists=True
         )
         study.sampler = self._sampler(len(study.trials))
         for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
@@ -140,6 +144,12 @@ class OptunaSweeper(Sweeper):
             study.tell(trial, value)
 
 
+def study_storage(storage: str | None, sweep_dir: str | Path) -> str:
+    """The study's storage URL: the configured one, else SQLite in the sweep dir (computed here, not
+    in the config, because Hydra resolves the sweeper's config before `${hydra:...}` works)."""
+    return storage or f"sqlite:///{Path(sweep_dir).resolve()}/{STUDY_FILE}"
+
+
 def counted(study: "optuna.Study") -> int:
     """The trials that count towards n_trials: finished, pruned, or failed by their own error (not
     the ones a killed sweep left behind)."""
@@ -184,7 +194,8 @@ def as_choice(value: Any) -> Any:
 
 
 def trial_pruning(
-    storage: str,
+    storage: str | None,
+    sweep_dir: str,
     study_name: str,
     trial_number: int | None,
     monitor: str,
@@ -200,11 +211,11 @@ def trial_pruning(
             f"{TRIAL_NUMBER_KEY} is not set: hparams_search=optuna runs as a sweep, "
             "python train.py -m hparams_search=optuna"
         )
-    study_storage = optuna.storages.get_storage(storage)
+    storage_backend = optuna.storages.get_storage(study_storage(storage, sweep_dir))
     study = optuna.load_study(
-        study_name=study_name, storage=study_storage, pruner=pruner or optuna.pruners.NopPruner()
+        study_name=study_name, storage=storage_backend, pruner=pruner or optuna.pruners.NopPruner()
     )
-    trial_id = study_storage.get_trial_id_from_study_id_trial_number(
-        study_storage.get_study_id_from_name(study_name), trial_number
+    trial_id = storage_backend.get_trial_id_from_study_id_trial_number(
+        storage_backend.get_study_id_from_name(study_name), trial_number
     )
     return PyTorchLightningPruningCallback(optuna.trial.Trial(study, trial_id), monitor=monitor)
