@@ -98,7 +98,7 @@ class OptunaSweeper(Sweeper):
         log.info(
             "study %s in %s: %d of %d trials done",
             self.study_name,
-            self.storage,
+            storage,
             counted(study),
             self.n_trials,
         )
