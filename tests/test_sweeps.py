@@ -22,11 +22,7 @@ from optuna.trial import TrialState
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
-from hydra_plugins.mnist_classifier_sweepers.optuna_sweeper import (
-    BadSweep,
-    distribution,
-    trial_pruning,
-)
+from hydra_plugins.mnist_classifier_sweepers import optuna_sweeper
 from mnist_classifier.report import main as report_main
 
 from .conftest import CONF_DIR, ROOT
@@ -225,6 +221,7 @@ def test_an_optuna_study_killed_mid_trial_continues_to_its_total_with_earlier_tr
     rows = {row["run_dir"].split("_", 1)[0]: row for row in report_rows(sweep_dir)}
     assert set(rows) == {"0", "1", "2", "3", "4"}
     assert rows["2"]["status"] == "unfinished"
+    assert "callbacks.optuna_pruning.trial_number" not in rows["2"]  # the sweeper's, not a swept value
     for trial in counted:
         row = rows[str(trial.number)]
         assert row["status"] == {TrialState.COMPLETE: "finished", TrialState.PRUNED: "pruned"}[trial.state]
@@ -251,11 +248,15 @@ def test_the_pruning_callback_stops_a_trial_below_the_median_and_never_without_a
     median = optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0)
     hopeless = study.ask()
     with pytest.raises(optuna.TrialPruned):
-        validate(trial_pruning(None, str(tmp_path), "s", hopeless.number, "val/acc", median), 0.1)
+        validate(
+            optuna_sweeper.trial_pruning(None, str(tmp_path), "s", hopeless.number, "val/acc", median), 0.1
+        )
     promising = study.ask()
-    validate(trial_pruning(None, str(tmp_path), "s", promising.number, "val/acc", median), 0.95)
+    validate(
+        optuna_sweeper.trial_pruning(None, str(tmp_path), "s", promising.number, "val/acc", median), 0.95
+    )
     unpruned = study.ask()
-    validate(trial_pruning(None, str(tmp_path), "s", unpruned.number, "val/acc", None), 0.1)
+    validate(optuna_sweeper.trial_pruning(None, str(tmp_path), "s", unpruned.number, "val/acc", None), 0.1)
     reported = optuna.load_study(study_name="s", storage=storage).trials
     assert [reported[trial.number].intermediate_values for trial in (hopeless, promising, unpruned)] == [
         {0: 0.1},
@@ -294,20 +295,27 @@ def test_hparams_search_refuses_to_run_outside_a_sweep(tiny_mnist: Path, tmp_pat
 )
 def test_sweep_overrides_become_optuna_distributions(override: str, expected) -> None:
     (parsed,) = OverridesParser.create().parse_overrides([override])
-    assert distribution(parsed) == expected
+    assert optuna_sweeper.distribution(parsed) == expected
 
 
 def test_a_sweep_override_optuna_cannot_sample_is_refused_by_name() -> None:
     (parsed,) = OverridesParser.create().parse_overrides(["optimizer=glob(*)"])
-    with pytest.raises(BadSweep, match=r"optimizer=glob\(\*\) is not supported by the optuna sweeper"):
-        distribution(parsed)
+    # Through the module: Hydra's plugin scan executes it again, which makes a new BadSweep class.
+    with pytest.raises(optuna_sweeper.BadSweep, match=r"optimizer=glob\(\*\) is not supported by the optuna"):
+        optuna_sweeper.distribution(parsed)
 
 
 def write_job(sweep_dir: Path, name: str, overrides: list[str], record: dict | None) -> None:
-    (sweep_dir / name / ".hydra").mkdir(parents=True)
-    (sweep_dir / name / ".hydra" / "overrides.yaml").write_text("".join(f"- {line}\n" for line in overrides))
+    """A job's run dir as Hydra and the SweepReport callback leave it; no record: a killed job."""
+    hydra_dir = sweep_dir / name / ".hydra"
+    hydra_dir.mkdir(parents=True)
+    all_overrides = [*overrides, "data.data_dir=/data"]  # a path: left out of names and the report
+    (hydra_dir / "overrides.yaml").write_text("".join(f"- {line}\n" for line in all_overrides))
+    (hydra_dir / "hydra.yaml").write_text(
+        "hydra:\n  job:\n    config:\n      override_dirname:\n        exclude_keys: [data.data_dir]\n"
+    )
     if record is not None:
-        (sweep_dir / name / "job.json").write_text(json.dumps({"overrides": overrides, **record}))
+        (sweep_dir / name / "job.json").write_text(json.dumps(record))
 
 
 def test_the_report_ranks_jobs_and_gives_mean_and_std_across_seeds(tmp_path: Path, capsys) -> None:
@@ -334,6 +342,7 @@ def test_the_report_ranks_jobs_and_gives_mean_and_std_across_seeds(tmp_path: Pat
         ("4_lr=1,seed=1", "unfinished"),
     ]
     assert rows[3]["error"] == "boom"
+    assert "data.data_dir" not in rows[0]
     markdown = (tmp_path / "report.md").read_text()
     # lr=0.1 over seeds 1 and 2: mean 0.92, sample std 0.0283; lr=0.01 has one finished seed only.
     assert "| lr=0.1 | 2 | 0.9200 ± 0.0283 | 0.9100 ± 0.0283 |" in markdown

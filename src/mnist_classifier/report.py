@@ -57,8 +57,7 @@ class SweepReport(Callback):
     sweep exits non-zero after the report is written and printed.
     """
 
-    def __init__(self, excluded_overrides: list[str] | None = None) -> None:
-        self.excluded_overrides = set(excluded_overrides or [])
+    def __init__(self) -> None:
         self.started = 0.0
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -68,11 +67,6 @@ class SweepReport(Callback):
         if config.hydra.mode.name != "MULTIRUN":
             return
         record: dict[str, Any] = {
-            "overrides": [
-                line
-                for line in job_return.overrides or []
-                if line.split("=", 1)[0].lstrip("+~") not in self.excluded_overrides
-            ],
             "wall_s": round(time.perf_counter() - self.started, 3),
             "torch_threads": torch.get_num_threads(),
         }
@@ -106,15 +100,12 @@ def read_jobs(sweep_dir: Path) -> list[Job]:
         record_file = run_dir / JOB_RECORD
         if record_file.exists():
             record = json.loads(record_file.read_text())
-            lines = record["overrides"]
         else:
             record = {"status": "unfinished", "error": "no record: the job was killed or is still running"}
-            lines = OmegaConf.to_container(OmegaConf.load(overrides_file))
-        overrides = dict(line.lstrip("+").split("=", 1) for line in lines)
         jobs.append(
             Job(
                 name=run_dir.name,
-                overrides=overrides,
+                overrides=job_overrides(run_dir),
                 status=record["status"],
                 error=record.get("error", ""),
                 metrics=record.get("metrics") or {},
@@ -122,6 +113,15 @@ def read_jobs(sweep_dir: Path) -> list[Job]:
             )
         )
     return rank(jobs)
+
+
+def job_overrides(run_dir: Path) -> dict[str, str]:
+    """What the job ran with, as its run dir's name shows it: without the keys Hydra leaves out of
+    the name (paths, and what the sweeper adds itself, e.g. the Optuna trial number)."""
+    hydra_dir = run_dir / ".hydra"
+    excluded = OmegaConf.load(hydra_dir / "hydra.yaml").hydra.job.config.override_dirname.exclude_keys
+    pairs = (line.split("=", 1) for line in OmegaConf.load(hydra_dir / "overrides.yaml"))
+    return {key.lstrip("+~"): value for key, value in pairs if key.lstrip("+~") not in excluded}
 
 
 def rank(jobs: list[Job]) -> list[Job]:
