@@ -166,3 +166,66 @@ def test_bad_arguments_fail_with_a_message_naming_them(argument: str, value, mes
 def test_pad_mode_needs_room_for_the_28_pixel_digit() -> None:
     with pytest.raises(ValueError, match="image_size=27 is too small for resize=pad: it must be >= 28"):
         MNISTDataModule("unused", image_size=27, resize="pad")
+
+
+@pytest.fixture
+def copied_mnist(tiny_mnist: Path, tmp_path: Path) -> Path:
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in MNIST_FILES:
+        (raw / name).write_bytes((tiny_mnist / "MNIST" / "raw" / name).read_bytes())
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("name", "change", "message"),
+    [
+        (
+            "train-images-idx3-ubyte",
+            lambda data: b"\x1f\x8b\x08\x00" + data[4:],  # the start of a gzip file
+            r"train-images-idx3-ubyte is not an MNIST IDX file: its magic number is 0x1f8b0800, "
+            r"expected 0x00000803 \(unsigned bytes, 3 dimensions\)",
+        ),
+        (
+            "t10k-labels-idx1-ubyte",
+            lambda data: data[:5],
+            r"t10k-labels-idx1-ubyte is truncated: 5 bytes, less than its 8-byte IDX header",
+        ),
+        (
+            "train-images-idx3-ubyte",
+            lambda data: data[:-100],
+            rf"train-images-idx3-ubyte is truncated: {16 + TINY_TRAIN * 784 - 100} bytes where its header "
+            rf"\({TINY_TRAIN} items\) needs {16 + TINY_TRAIN * 784}",
+        ),
+        (
+            "train-labels-idx1-ubyte",
+            lambda data: data + b"\x00",
+            r"train-labels-idx1-ubyte has bytes beyond its data",
+        ),
+        (
+            "train-images-idx3-ubyte",
+            lambda data: data[:8] + (32).to_bytes(4, "big") + data[12:],
+            r"train-images-idx3-ubyte holds items of shape \(32, 28\), expected \(28, 28\)",
+        ),
+        (
+            "train-labels-idx1-ubyte",
+            lambda data: data[:4] + (TINY_TRAIN - 1).to_bytes(4, "big") + data[8:-1],
+            rf"train-images-idx3-ubyte holds {TINY_TRAIN} images but "
+            rf".*train-labels-idx1-ubyte {TINY_TRAIN - 1} labels",
+        ),
+        (
+            "t10k-labels-idx1-ubyte",
+            lambda data: data[:-1] + b"\x0c",
+            r"t10k-labels-idx1-ubyte holds label 12: MNIST's labels are 0 to 9",
+        ),
+    ],
+    ids=["magic", "header-cut", "data-cut", "extra-bytes", "shape", "count-mismatch", "label-range"],
+)
+def test_a_corrupt_idx_file_is_refused_with_a_line_naming_it(
+    copied_mnist: Path, name: str, change, message: str
+) -> None:
+    path = copied_mnist / "MNIST" / "raw" / name
+    path.write_bytes(change(path.read_bytes()))
+    with pytest.raises(ValueError, match=message) as error:
+        make_datamodule(copied_mnist)
+    assert "\n" not in str(error.value)

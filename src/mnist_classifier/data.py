@@ -1,5 +1,6 @@
 """MNIST as in-memory tensors: IDX files -> resized, normalised tensors once -> batches."""
 
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,9 +11,45 @@ from torch.utils.data import TensorDataset
 from torchvision.datasets import MNIST
 
 MNIST_SIZE = 28
+NUM_CLASSES = 10
 RESIZE_MODES = ("bilinear", "pad")
+IDX_UNSIGNED_BYTE = 0x08  # the IDX type code of MNIST's pixels and labels
 # The four uncompressed IDX files that torchvision's MNIST reads from <data_dir>/MNIST/raw/.
 MNIST_FILES = tuple(Path(url).name.removesuffix(".gz") for url, _ in MNIST.resources)
+
+
+def check_idx_file(path: Path, shape: tuple[int | None, ...]) -> int:
+    """Raise ValueError naming the file unless it is an uncompressed IDX file of unsigned bytes with
+    this shape (None: any size) and exactly as many bytes as its header says; return its count.
+
+    torchvision's reader would fail on such files with an assertion or a reshape error, or not at
+    all (a longer file), so the header is checked here first.
+    """
+    header_size = 4 + 4 * len(shape)
+    file_size = path.stat().st_size
+    with path.open("rb") as file:
+        header = file.read(header_size)
+    if len(header) < header_size:
+        raise ValueError(
+            f"{path} is truncated: {file_size} bytes, less than its {header_size}-byte IDX header"
+        )
+    magic = int.from_bytes(header[:4], "big")
+    expected_magic = IDX_UNSIGNED_BYTE << 8 | len(shape)
+    if magic != expected_magic:
+        raise ValueError(
+            f"{path} is not an MNIST IDX file: its magic number is 0x{magic:08x}, "
+            f"expected 0x{expected_magic:08x} (unsigned bytes, {len(shape)} dimensions)"
+        )
+    sizes = tuple(int.from_bytes(header[i : i + 4], "big") for i in range(4, header_size, 4))
+    if any(want is not None and got != want for got, want in zip(sizes, shape, strict=True)):
+        raise ValueError(f"{path} holds items of shape {sizes[1:]}, expected {shape[1:]}")
+    expected_size = header_size + math.prod(sizes)
+    if file_size != expected_size:
+        problem = "is truncated" if file_size < expected_size else "has bytes beyond its data"
+        raise ValueError(
+            f"{path} {problem}: {file_size} bytes where its header ({sizes[0]} items) needs {expected_size}"
+        )
+    return sizes[0]
 
 
 def to_inputs(images: torch.Tensor, image_size: int, resize: str) -> torch.Tensor:
@@ -180,7 +217,21 @@ class MNISTDataModule(LightningDataModule):
         self.val_set = TensorDataset(self._normalize(val_images), labels[val_index])
 
     def _read(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        # MNIST_FILES is in torchvision's order: training images and labels, then test images and labels.
+        images_file, labels_file = (
+            self.raw_dir / name for name in (MNIST_FILES[:2] if train else MNIST_FILES[2:])
+        )
+        image_count = check_idx_file(images_file, (None, MNIST_SIZE, MNIST_SIZE))
+        label_count = check_idx_file(labels_file, (None,))
+        if image_count != label_count:
+            raise ValueError(
+                f"{images_file} holds {image_count} images but {labels_file} {label_count} labels"
+            )
         official = MNIST(self.data_dir, train=train, download=False)
+        if official.targets.max() >= NUM_CLASSES:
+            raise ValueError(
+                f"{labels_file} holds label {int(official.targets.max())}: MNIST's labels are 0 to 9"
+            )
         return to_inputs(official.data, self.image_size, self.resize), official.targets
 
     def _normalize(self, images: torch.Tensor) -> torch.Tensor:
