@@ -1,9 +1,11 @@
 """train.py end to end, as a user runs it: a subprocess on the tiny IDX data."""
 
 import csv
+import json
 import os
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -49,6 +51,33 @@ def test_run_dir_holds_the_config_checkpoints_and_events(tiny_run: tuple[Path, s
     assert "last.ckpt" in checkpoints
     assert any(name.startswith("epoch") for name in checkpoints)
     assert list(run_dir.glob("events.out.tfevents.*"))
+
+
+def test_run_dir_records_the_package_versions_and_the_git_commit(tiny_run: tuple[Path, str]) -> None:
+    run_dir, _ = tiny_run
+    record = json.loads((run_dir / ".hydra" / "environment.json").read_text())
+    assert record["packages"]["torch"] == metadata.version("torch")
+    assert record["command"][0] == "train.py" and "trainer.max_epochs=2" in record["command"]
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    assert record["git"]["commit"] == git("rev-parse", "HEAD")
+    assert record["git"]["dirty"] == bool(git("status", "--porcelain", "--untracked-files=no"))
+
+
+def test_two_deterministic_runs_log_the_same_metrics_at_every_step(tiny_mnist: Path, tmp_path: Path) -> None:
+    overrides = [*TINY_RUN, "trainer.deterministic=true", "logger=csv", "seed=7"]
+    metrics = []
+    for name in ("first", "second"):
+        result = train(*overrides, f"hydra.run.dir={tmp_path / name}", data_dir=tiny_mnist)
+        assert result.returncode == 0, result.stderr
+        metrics.append((tmp_path / name / "csv" / "metrics.csv").read_text())
+    assert metrics[0] == metrics[1]
+    rows = list(csv.DictReader(metrics[0].splitlines()))
+    assert len([row for row in rows if row["train/loss_step"]]) == 10  # 5 steps an epoch, logged each step
 
 
 def test_tensorboard_events_hold_every_metric_and_the_hparams(tiny_run: tuple[Path, str]) -> None:
