@@ -3,8 +3,10 @@
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from importlib import metadata
 from pathlib import Path
 
@@ -219,3 +221,104 @@ def test_one_epoch_of_lenet_on_the_real_mnist_reaches_97_percent(tmp_path: Path)
     with open(tmp_path / "csv" / "metrics.csv") as file:
         (test_acc,) = [float(row["test/acc"]) for row in csv.DictReader(file) if row.get("test/acc")]
     assert test_acc >= 0.97
+
+
+def test_a_run_killed_mid_epoch_resumes_from_its_last_checkpoint_and_continues(
+    tiny_mnist: Path, tmp_path: Path
+) -> None:
+    # 40 epochs of 5 steps, last.ckpt every 3 steps: most checkpoints fall mid-epoch.
+    overrides = [*TINY_RUN, "trainer.max_epochs=40", "callbacks.last_checkpoint.every_n_train_steps=3"]
+    env = os.environ | {"MNIST_DATA_DIR": str(tiny_mnist), "CUDA_VISIBLE_DEVICES": ""}
+    last = tmp_path / "outputs"
+    command = [sys.executable, str(ROOT / "train.py"), *overrides]
+    process = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not list(last.glob("*/*/checkpoints/last.ckpt")) and process.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(1.0)  # a little further, to be killed after some steps that no checkpoint holds
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run ended before it was killed"
+    (run_dir,) = {path.parent.parent for path in last.glob("*/*/checkpoints/last.ckpt")}
+    saved = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert 0 < saved["global_step"] < 200
+
+    result = subprocess.run(
+        [*command, "ckpt_path=last"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"resuming from {run_dir / 'checkpoints' / 'last.ckpt'}" in result.stdout + result.stderr
+    final = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert (final["epoch"], final["global_step"]) == (39, 198)  # the last of every 3 steps, in epoch 40
+
+    # The curves go on in the same TensorBoard run: every step and epoch is there, and only the
+    # steps redone after the checkpoint (the work the kill lost) appear twice.
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    for tag, expected in (("train/loss_step", range(200)), ("val/acc", range(4, 200, 5))):
+        steps = [event.step for event in events.Scalars(tag)]
+        assert sorted(set(steps)) == list(expected), tag
+        assert all(step >= saved["global_step"] for step in steps if steps.count(step) > 1), tag
+
+
+def test_sigterm_saves_the_last_checkpoint_and_exits_non_zero(tiny_mnist: Path, tmp_path: Path) -> None:
+    env = os.environ | {"MNIST_DATA_DIR": str(tiny_mnist), "CUDA_VISIBLE_DEVICES": ""}
+    command = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        *TINY_RUN,
+        "trainer.max_epochs=100",
+        f"hydra.run.dir={tmp_path}",
+    ]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 300
+    while not last.exists() and process.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    before = torch.load(last, weights_only=True)["global_step"]
+    time.sleep(1.0)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 1
+    assert stderr.strip().splitlines()[-1] == (
+        f"error: stopped by SIGTERM; saved {tmp_path}/checkpoints/last.ckpt, resume with ckpt_path=last"
+    )
+    assert before < torch.load(last, weights_only=True)["global_step"] < 500  # saved when stopped
+
+
+def test_a_bad_checkpoint_is_refused_with_one_line(
+    tiny_run: tuple[Path, str], tiny_mnist: Path, tmp_path: Path
+) -> None:
+    run_dir, _ = tiny_run
+    not_a_checkpoint = tmp_path / "notes.ckpt"
+    not_a_checkpoint.write_text("not a checkpoint")
+    cases = [
+        (
+            [f"ckpt_path={tmp_path / 'missing.ckpt'}"],
+            f"error: ckpt_path={tmp_path / 'missing.ckpt'} does not exist",
+        ),
+        (
+            [f"ckpt_path={not_a_checkpoint}"],
+            f"error: ckpt_path={not_a_checkpoint} is not a checkpoint: torch.load",
+        ),
+        (
+            ["model=mlp", f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}"],
+            f"error: ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'} holds a different model than this "
+            "config's: it has no net.layers.1.bias",
+        ),
+        (
+            ["ckpt_path=last", f"paths.log_dir={tmp_path / 'empty'}"],
+            f"error: ckpt_path=last found no run under {tmp_path / 'empty'} with the same overrides",
+        ),
+    ]
+    for overrides, message in cases:
+        result = train(*TINY_RUN, *overrides, f"hydra.run.dir={tmp_path / 'run'}", data_dir=tiny_mnist)
+        assert result.returncode != 0
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(message), result.stderr

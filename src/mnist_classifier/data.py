@@ -90,6 +90,7 @@ class TensorBatches:
         self.rank = rank
         self.world_size = world_size
         self.epoch = 0
+        self.skip = 0  # batches of the next epoch to leave out: trained before the run was resumed
         count = len(self.labels)
         self.shard_size = count // world_size if shuffle else len(range(rank, count, world_size))
 
@@ -117,7 +118,8 @@ class TensorBatches:
             shard = order[self.rank :: self.world_size][: self.shard_size]
         else:
             shard = torch.arange(self.rank, count, self.world_size, device=device)
-        for index in shard.split(self.batch_size):
+        batches, self.skip = shard.split(self.batch_size)[self.skip :], 0
+        for index in batches:
             yield self.images[index], self.labels[index]
 
 
@@ -249,7 +251,13 @@ class MNISTDataModule(LightningDataModule):
         return TensorBatches(on_device, self.batch_size, shuffle, self.shuffle_seed, rank, world_size)
 
     def train_dataloader(self) -> TensorBatches:
-        return self._loader(self.train_set, shuffle=True)
+        loader = self._loader(self.train_set, shuffle=True)
+        if self.trainer is not None and self.trainer.fit_loop.restarting:
+            # Resumed from a checkpoint taken mid-epoch: Lightning restores how many batches of the
+            # epoch were done but would start the loader again; go on after them, in the same order.
+            done = self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
+            loader.skip = done if done < len(loader) else 0
+        return loader
 
     def val_dataloader(self) -> TensorBatches:
         return self._loader(self.val_set, shuffle=False)

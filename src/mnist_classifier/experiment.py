@@ -1,11 +1,14 @@
 """One run built from the composed Hydra config: the wiring that train.py and the benchmarks share."""
 
+from pathlib import Path
+
 import lightning as L
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig
 
+from mnist_classifier.checkpoints import check_same_model, load_checkpoint
 from mnist_classifier.config import validate
 from mnist_classifier.data import MNISTDataModule
 from mnist_classifier.module import Classifier
@@ -26,8 +29,11 @@ def instantiate_all(group: DictConfig | None) -> list:
     return [instantiate(entry) for entry in (group or {}).values() if entry is not None]
 
 
-def build(cfg: DictConfig) -> tuple[MNISTDataModule, Classifier, L.Trainer]:
-    """Validate and seed, then the data (set up for fit), the classifier and the trainer."""
+def build(cfg: DictConfig, resume_from: Path | None = None) -> tuple[MNISTDataModule, Classifier, L.Trainer]:
+    """Validate and seed, then the data (set up for fit), the classifier and the trainer.
+
+    A checkpoint to resume from is checked against the classifier before the trainer is built.
+    """
     validate(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.data)
@@ -38,6 +44,8 @@ def build(cfg: DictConfig) -> tuple[MNISTDataModule, Classifier, L.Trainer]:
         optimizer=instantiate(cfg.optimizer),
         scheduler=instantiate(cfg.scheduler, _convert_="all"),
     )
+    if resume_from is not None:
+        check_same_model(load_checkpoint(resume_from), classifier, resume_from)
     # Missing files or a bad split fail here, before the trainer is built.
     datamodule.prepare_data()
     datamodule.setup("fit")

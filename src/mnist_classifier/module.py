@@ -64,7 +64,9 @@ class Classifier(LightningModule):
         self.val_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
         self.test_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
         self.test_acc_per_class = MulticlassAccuracy(num_classes, average=None, validate_args=False)
+        # Saved in checkpoints (torchmetrics states are not, by default), so a resumed run keeps it.
         self.val_acc_best = MaxMetric()
+        self.val_acc_best.persistent(True)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images.contiguous(memory_format=self.memory_format))
@@ -73,10 +75,6 @@ class Classifier(LightningModule):
         images, labels = batch
         logits = self(images)
         return self.loss(logits, labels), logits
-
-    def on_train_start(self) -> None:
-        # The sanity-check batches that Lightning validates before training are no result.
-        self.val_acc_best.reset()
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         loss, logits = self._loss_and_logits(batch)
@@ -102,8 +100,9 @@ class Classifier(LightningModule):
     def on_validation_epoch_end(self) -> None:
         self.log("val/loss", self.val_loss, prog_bar=True)
         self.log("val/acc", self.val_acc, prog_bar=True)
-        self.val_acc_best(self.val_acc.compute())
-        self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
+        if not self.trainer.sanity_checking:  # the batches validated before training are no result
+            self.val_acc_best(self.val_acc.compute())
+            self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
 
     def test_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         loss, logits = self._loss_and_logits(batch)
