@@ -45,7 +45,7 @@ def main(cfg: DictConfig) -> dict[str, float]:
         log.info("resuming from %s; logs and checkpoints go on in %s", ckpt_path, run_dir)
 
     try:
-        trainer.fit(classifier, datamodule=datamodule, ckpt_path=ckpt_path)
+        trainer.fit(classifier, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except SIGTERMException:  # Lightning exits with status 0 here, as if the run had finished
         sys.exit(
             f"error: stopped by SIGTERM; saved {run_dir}/checkpoints/last.ckpt, resume with ckpt_path=last"
@@ -53,7 +53,9 @@ def main(cfg: DictConfig) -> dict[str, float]:
     val_acc_best = trainer.callback_metrics.get("val/acc_best")
     checkpoint = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     # Test the best checkpoint; runs without checkpoints (debug=fast) test the final weights.
-    test_metrics = trainer.test(classifier, datamodule=datamodule, ckpt_path=checkpoint or None)[0]
+    test_metrics = trainer.test(
+        classifier, datamodule=datamodule, ckpt_path=checkpoint or None, weights_only=True
+    )[0]
     results = {
         "val/acc_best": float(val_acc_best) if val_acc_best is not None else float("nan"),
         "test/acc": test_metrics["test/acc"],

@@ -4,7 +4,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 LAST = "last"  # ckpt_path=last: the last checkpoint of the newest run with the same overrides
@@ -86,3 +86,14 @@ def check_same_model(checkpoint: dict[str, Any], model: nn.Module, path: Path) -
         name = next(name for name in ours if ours[name] != theirs[name])
         difference = f"{name} is {theirs[name]} there and {ours[name]} in this model"
     raise ValueError(f"ckpt_path={path} holds a different model than this config's: {difference}")
+
+
+def run_config(checkpoint_path: Path) -> DictConfig:
+    """The composed config of the run that wrote the checkpoint (<run>/.hydra/config.yaml)."""
+    config_file = checkpoint_path.parent.parent / ".hydra" / "config.yaml"
+    if checkpoint_path.parent.name != "checkpoints" or not config_file.is_file():
+        raise FileNotFoundError(
+            f"ckpt_path={checkpoint_path} is not in a run dir (<run>/checkpoints/, beside <run>/.hydra/"
+            "config.yaml), so the model it was trained with is unknown"
+        )
+    return OmegaConf.load(config_file)

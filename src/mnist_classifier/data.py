@@ -240,6 +240,13 @@ class MNISTDataModule(LightningDataModule):
         # In place: every caller passes a fresh tensor, and the training images take ~225 MB.
         return TF.normalize(images, [self.mean], [self.std], inplace=True)
 
+    # Lightning keeps these in checkpoints: the normalisation a trained model expects, for predict.
+    def state_dict(self) -> dict[str, float | None]:
+        return {"mean": self.mean, "std": self.std}
+
+    def load_state_dict(self, state: dict[str, float | None]) -> None:
+        self.mean, self.std = state["mean"], state["std"]
+
     def _loader(self, dataset: TensorDataset | None, shuffle: bool) -> TensorBatches:
         if dataset is None:
             raise RuntimeError("call setup() before asking for a data loader")

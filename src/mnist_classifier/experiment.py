@@ -1,6 +1,7 @@
 """One run built from the composed Hydra config: the wiring that train.py and the benchmarks share."""
 
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 from hydra.errors import InstantiationException
@@ -8,7 +9,7 @@ from hydra.utils import instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig
 
-from mnist_classifier.checkpoints import check_same_model, load_checkpoint
+from mnist_classifier.checkpoints import check_same_model, load_checkpoint, run_config
 from mnist_classifier.config import validate
 from mnist_classifier.data import MNISTDataModule
 from mnist_classifier.module import Classifier
@@ -55,3 +56,19 @@ def build(cfg: DictConfig, resume_from: Path | None = None) -> tuple[MNISTDataMo
         callbacks=instantiate_all(cfg.get("callbacks")),
     )
     return datamodule, classifier, trainer
+
+
+def trained_classifier(checkpoint_path: Path) -> tuple[Classifier, DictConfig, dict[str, Any]]:
+    """The classifier a checkpoint holds, built from the config of the run that wrote it and loaded
+    with its weights; with that config and the checkpoint itself."""
+    checkpoint = load_checkpoint(checkpoint_path)
+    run = run_config(checkpoint_path)
+    classifier = instantiate(
+        run.classifier,
+        net=instantiate(run.model),
+        loss=instantiate(run.loss),
+        optimizer=instantiate(run.optimizer),
+    )
+    check_same_model(checkpoint, classifier, checkpoint_path)
+    classifier.load_state_dict(checkpoint["state_dict"])
+    return classifier, run, checkpoint
