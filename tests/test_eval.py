@@ -1,11 +1,13 @@
-"""eval.py and predict.py on a checkpoint that train.py wrote, as a user runs them."""
+"""eval.py, predict.py and export.py on a checkpoint that train.py wrote, as a user runs them."""
 
+import json
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import onnxruntime
 import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
@@ -110,3 +112,26 @@ def test_predict_refuses_a_file_that_is_not_an_image_in_one_line(
     result = run("predict.py", str(checkpoint), str(text), data_dir=tiny_mnist)
     assert result.returncode == 1
     assert result.stderr.strip() == f"error: {text} is not an image: torchvision decodes PNG and JPEG files"
+
+
+def test_exported_torchscript_and_onnx_give_the_checkpoints_outputs(
+    trained: tuple[Path, str], tiny_mnist: Path, tmp_path: Path
+) -> None:
+    checkpoint, _ = trained
+    result = run("export.py", str(checkpoint), "--out", str(tmp_path), data_dir=tiny_mnist)
+    assert result.returncode == 0, result.stderr
+    preprocessing = json.loads((tmp_path / "preprocessing.json").read_text())
+    classifier, _, saved = trained_classifier(checkpoint)
+    assert (preprocessing["mean"], preprocessing["std"]) == (
+        saved["MNISTDataModule"]["mean"],
+        saved["MNISTDataModule"]["std"],
+    )
+
+    batch = torch.randn(7, 1, 32, 32, generator=torch.Generator().manual_seed(0))  # another batch size
+    with torch.inference_mode():
+        expected = classifier.eval()(batch)
+    torchscript = torch.jit.load(str(tmp_path / "model.pt"))
+    torch.testing.assert_close(torchscript(batch), expected, rtol=1e-5, atol=1e-5)
+    session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"))
+    (logits,) = session.run(None, {"images": batch.numpy()})
+    torch.testing.assert_close(torch.from_numpy(logits), expected, rtol=1e-4, atol=1e-4)
