@@ -34,6 +34,14 @@ def synthetic_digits(count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]
     return images.to(torch.uint8), labels.to(torch.uint8)
 
 
+def user_environment(data_dir: Path) -> dict[str, str]:
+    """The environment of a command run as a user would: MNIST from data_dir, no GPU (so the run is
+    the same on every machine), and errors printed as users see them (no HYDRA_FULL_ERROR)."""
+    env = os.environ | {"MNIST_DATA_DIR": str(data_dir), "CUDA_VISIBLE_DEVICES": ""}
+    env.pop("HYDRA_FULL_ERROR", None)
+    return env
+
+
 @pytest.fixture(scope="session")
 def tiny_mnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data dir holding MNIST/raw/ with 120 training and 40 test images in the four IDX files."""

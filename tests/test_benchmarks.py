@@ -1,15 +1,14 @@
 """The benchmark scripts run: a tiny budget on the tiny IDX data, figures checked for shape only."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-from .conftest import ROOT
+from .conftest import ROOT, user_environment
 
 
 def test_throughput_benchmark_prints_a_row_per_path_with_the_ratios(tiny_mnist: Path) -> None:
-    env = os.environ | {"MNIST_DATA_DIR": str(tiny_mnist), "CUDA_VISIBLE_DEVICES": ""}
+    env = user_environment(tiny_mnist)
     command = [sys.executable, "benchmarks/throughput.py", "--models", "lenet", "--batch-sizes", "16"]
     command += ["--epochs", "2", "--limit-batches", "2", "--", "data.val_size=40"]
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)

@@ -2,7 +2,6 @@
 and a real TensorBoard server over a train.py run, asked through its HTTP data API."""
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -31,7 +30,7 @@ from mnist_classifier.data import MNISTDataModule
 from mnist_classifier.models import LeNet
 from mnist_classifier.module import Classifier
 
-from .conftest import ROOT
+from .conftest import ROOT, user_environment
 
 
 def fit_and_test(data_dir: Path, log_dir: Path, callbacks: list[L.Callback], epochs: int = 2) -> L.Trainer:
@@ -159,7 +158,7 @@ def free_port() -> int:
 def test_a_real_tensorboard_server_shows_the_run_its_curves_images_and_hparams(
     tiny_mnist: Path, tmp_path: Path
 ) -> None:
-    env = os.environ | {"MNIST_DATA_DIR": str(tiny_mnist), "CUDA_VISIBLE_DEVICES": ""}
+    env = user_environment(tiny_mnist)
     run = [sys.executable, "train.py", "data.val_size=40", "data.batch_size=16", "trainer.max_epochs=2"]
     run += ["trainer.log_every_n_steps=1"]
     result = subprocess.run(

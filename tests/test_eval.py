@@ -1,7 +1,6 @@
 """eval.py, predict.py and export.py on a checkpoint that train.py wrote, as a user runs them."""
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -17,12 +16,11 @@ from torchvision.io import write_jpeg, write_png
 from mnist_classifier.data import MNISTDataModule
 from mnist_classifier.experiment import trained_classifier
 
-from .conftest import ROOT
+from .conftest import ROOT, user_environment
 
 
 def run(script: str, *args: str, data_dir: Path) -> subprocess.CompletedProcess:
-    env = os.environ | {"MNIST_DATA_DIR": str(data_dir), "CUDA_VISIBLE_DEVICES": ""}
-    env.pop("HYDRA_FULL_ERROR", None)
+    env = user_environment(data_dir)
     command = [sys.executable, str(ROOT / script), *args]
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 

@@ -76,6 +76,17 @@ def test_val_acc_best_is_the_best_epoch_and_ignores_the_sanity_check() -> None:
     assert trainer.callback_metrics["val/acc_best"].item() == pytest.approx(max(seen))
 
 
+def test_val_acc_best_is_kept_in_the_state_dict_so_a_resumed_run_keeps_it() -> None:
+    def new() -> Classifier:
+        return Classifier(LeNet(), nn.CrossEntropyLoss(), optimizer=partial(torch.optim.SGD, lr=0.1))
+
+    trained = new()
+    trained.val_acc_best.update(torch.tensor(0.75))
+    resumed = new()
+    resumed.load_state_dict(trained.state_dict())
+    assert resumed.val_acc_best.compute().item() == 0.75
+
+
 def test_onecycle_is_given_the_runs_total_steps(compose_config) -> None:
     cfg = compose_config("scheduler=onecycle")
     classifier = Classifier(

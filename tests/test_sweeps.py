@@ -25,7 +25,7 @@ from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 from hydra_plugins.mnist_classifier_sweepers import optuna_sweeper
 from mnist_classifier.report import main as report_main
 
-from .conftest import CONF_DIR, ROOT
+from .conftest import CONF_DIR, ROOT, user_environment
 
 # A few batches per job: 80 training images in batches of 16, one or two epochs.
 TINY_JOB = ["data.val_size=40", "data.batch_size=16", "trainer.max_epochs=2", "trainer.log_every_n_steps=1"]
@@ -35,18 +35,12 @@ def sweep_command(*overrides: str) -> list[str]:
     return [sys.executable, str(ROOT / "train.py"), "-m", *TINY_JOB, *overrides]
 
 
-def environment(data_dir: Path) -> dict[str, str]:
-    env = os.environ | {"MNIST_DATA_DIR": str(data_dir), "CUDA_VISIBLE_DEVICES": ""}
-    env.pop("HYDRA_FULL_ERROR", None)
-    return env
-
-
 def sweep(*overrides: str, data_dir: Path, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     """A sweep as a user starts it; outputs/ is under `cwd` unless the overrides say otherwise."""
     return subprocess.run(
         sweep_command(*overrides),
         cwd=cwd,
-        env=environment(data_dir),
+        env=user_environment(data_dir),
         capture_output=True,
         text=True,
         timeout=600,
@@ -192,7 +186,7 @@ def test_an_optuna_study_killed_mid_trial_continues_to_its_total_with_earlier_tr
     process = subprocess.Popen(
         sweep_command(*overrides),
         cwd=tmp_path,
-        env=environment(tiny_mnist),
+        env=user_environment(tiny_mnist),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -269,7 +263,7 @@ def test_hparams_search_refuses_to_run_outside_a_sweep(tiny_mnist: Path, tmp_pat
     result = subprocess.run(
         [sys.executable, "train.py", "hparams_search=optuna", *TINY_JOB, f"hydra.run.dir={tmp_path}"],
         cwd=ROOT,
-        env=environment(tiny_mnist),
+        env=user_environment(tiny_mnist),
         capture_output=True,
         text=True,
         timeout=600,

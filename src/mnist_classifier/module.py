@@ -76,6 +76,11 @@ class Classifier(LightningModule):
         logits = self(images)
         return self.loss(logits, labels), logits
 
+    def on_train_start(self) -> None:
+        # A new fit starts its best from scratch; a resumed one keeps the best its checkpoint holds.
+        if self.trainer.ckpt_path is None:
+            self.val_acc_best.reset()
+
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         loss, logits = self._loss_and_logits(batch)
         self.train_loss.update(loss.detach(), len(logits))
