@@ -30,6 +30,8 @@ def main(cfg: DictConfig) -> dict[str, float]:
         classifier, run, checkpoint = trained_classifier(path)
         run.data.data_dir = cfg.data.data_dir  # the data of this machine, prepared as in the run
         datamodule = instantiate(run.data)
+        # The training normalisation the checkpoint keeps: no need to read the training images.
+        datamodule.load_state_dict(checkpoint[type(datamodule).__qualname__])
         datamodule.prepare_data()
         datamodule.setup("test")
     except BAD_INPUT as err:
