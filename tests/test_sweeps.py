@@ -192,7 +192,9 @@ def test_an_optuna_study_killed_mid_trial_continues_to_its_total_with_earlier_tr
         start_new_session=True,
     )
     try:
-        wait_for(lambda: any(sweep_dir.glob("2_*/.hydra")) or process.poll() is not None)
+        # Hydra writes overrides.yaml last of a job's .hydra files; then the job starts to train.
+        wait_for(lambda: any(sweep_dir.glob("2_*/.hydra/overrides.yaml")) or process.poll() is not None)
+        time.sleep(0.5)
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
