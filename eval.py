@@ -42,7 +42,8 @@ def main(cfg: DictConfig) -> dict[str, float]:
     trainer = L.Trainer(
         accelerator=cfg.trainer.accelerator, devices=1, logger=False, enable_checkpointing=False
     )
-    metrics = trainer.test(classifier, datamodule=datamodule, ckpt_path=path, weights_only=True)[0]
+    # The classifier already holds the checkpoint's weights: no second load.
+    metrics = trainer.test(classifier, datamodule=datamodule)[0]
     log.info("checkpoint:    %s (epoch %d, step %d)", path, checkpoint["epoch"], checkpoint["global_step"])
     log.info("test loss:     %.4f", metrics["test/loss"])
     log.info("test accuracy: %.4f", metrics["test/acc"])

@@ -30,6 +30,17 @@ def instantiate_all(group: DictConfig | None) -> list:
     return [instantiate(entry) for entry in (group or {}).values() if entry is not None]
 
 
+def instantiate_classifier(cfg: DictConfig) -> Classifier:
+    """The classifier of a composed config: its net, loss, optimizer and scheduler from their groups."""
+    return instantiate(
+        cfg.classifier,
+        net=instantiate(cfg.model),
+        loss=instantiate(cfg.loss),
+        optimizer=instantiate(cfg.optimizer),
+        scheduler=instantiate(cfg.scheduler, _convert_="all"),
+    )
+
+
 def build(cfg: DictConfig, resume_from: Path | None = None) -> tuple[MNISTDataModule, Classifier, L.Trainer]:
     """Validate and seed, then the data (set up for fit), the classifier and the trainer.
 
@@ -38,13 +49,7 @@ def build(cfg: DictConfig, resume_from: Path | None = None) -> tuple[MNISTDataMo
     validate(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.data)
-    classifier = instantiate(
-        cfg.classifier,
-        net=instantiate(cfg.model),
-        loss=instantiate(cfg.loss),
-        optimizer=instantiate(cfg.optimizer),
-        scheduler=instantiate(cfg.scheduler, _convert_="all"),
-    )
+    classifier = instantiate_classifier(cfg)
     if resume_from is not None:
         check_same_model(load_checkpoint(resume_from), classifier, resume_from)
     # Missing files or a bad split fail here, before the trainer is built.
@@ -63,12 +68,7 @@ def trained_classifier(checkpoint_path: Path) -> tuple[Classifier, DictConfig, d
     with its weights; with that config and the checkpoint itself."""
     checkpoint = load_checkpoint(checkpoint_path)
     run = run_config(checkpoint_path)
-    classifier = instantiate(
-        run.classifier,
-        net=instantiate(run.model),
-        loss=instantiate(run.loss),
-        optimizer=instantiate(run.optimizer),
-    )
+    classifier = instantiate_classifier(run)
     check_same_model(checkpoint, classifier, checkpoint_path)
     classifier.load_state_dict(checkpoint["state_dict"])
     return classifier, run, checkpoint
