@@ -2,6 +2,8 @@
 
 import os
 import struct
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -40,6 +42,14 @@ def user_environment(data_dir: Path) -> dict[str, str]:
     env = os.environ | {"MNIST_DATA_DIR": str(data_dir), "CUDA_VISIBLE_DEVICES": ""}
     env.pop("HYDRA_FULL_ERROR", None)
     return env
+
+
+def run_script(script: str, *args: str, data_dir: Path, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """One of the project's scripts (train.py, eval.py, ...) run as a user runs it, from `cwd`."""
+    command = [sys.executable, str(ROOT / script), *args]
+    return subprocess.run(
+        command, cwd=cwd, env=user_environment(data_dir), capture_output=True, text=True, timeout=600
+    )
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,6 @@
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import onnxruntime
@@ -16,13 +14,7 @@ from torchvision.io import write_jpeg, write_png
 from mnist_classifier.data import MNISTDataModule
 from mnist_classifier.experiment import trained_classifier
 
-from .conftest import ROOT, user_environment
-
-
-def run(script: str, *args: str, data_dir: Path) -> subprocess.CompletedProcess:
-    env = user_environment(data_dir)
-    command = [sys.executable, str(ROOT / script), *args]
-    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+from .conftest import run_script
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +22,7 @@ def trained(tiny_mnist: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple
     """The best checkpoint of a 3-epoch LeNet run, and what train.py printed."""
     run_dir = tmp_path_factory.mktemp("runs") / "run"
     overrides = ["data.val_size=40", "data.batch_size=16", "trainer.max_epochs=3", f"hydra.run.dir={run_dir}"]
-    result = run("train.py", *overrides, data_dir=tiny_mnist)
+    result = run_script("train.py", *overrides, data_dir=tiny_mnist)
     assert result.returncode == 0, result.stderr
     (checkpoint,) = (run_dir / "checkpoints").glob("epoch*.ckpt")
     return checkpoint, result.stdout + result.stderr
@@ -40,7 +32,7 @@ def test_eval_prints_the_test_results_that_training_reported(
     trained: tuple[Path, str], tiny_mnist: Path
 ) -> None:
     checkpoint, training_output = trained
-    result = run("eval.py", f"ckpt_path={checkpoint}", data_dir=tiny_mnist)
+    result = run_script("eval.py", f"ckpt_path={checkpoint}", data_dir=tiny_mnist)
     assert result.returncode == 0, result.stderr
     output = result.stdout + result.stderr
     accuracy = re.compile(r"test accuracy: +([0-9.]+)")
@@ -65,7 +57,7 @@ def test_eval_refuses_a_missing_setting_or_a_checkpoint_outside_a_run_dir(
         ),
     ]
     for args, message in cases:
-        result = run("eval.py", *args, f"hydra.run.dir={tmp_path / 'eval'}", data_dir=tiny_mnist)
+        result = run_script("eval.py", *args, f"hydra.run.dir={tmp_path / 'eval'}", data_dir=tiny_mnist)
         assert result.returncode != 0
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(message), result.stderr
@@ -83,7 +75,7 @@ def test_predict_labels_image_files_as_the_model_labels_the_test_set(
     big = tmp_path / "digit0_big.jpg"  # another format and size: converted to 28x28 first
     write_jpeg(TF.resize(digits[0][None], [112, 112]), str(big))
 
-    result = run("predict.py", str(checkpoint), *map(str, files), str(big), data_dir=tiny_mnist)
+    result = run_script("predict.py", str(checkpoint), *map(str, files), str(big), data_dir=tiny_mnist)
     assert result.returncode == 0, result.stderr
     rows = [line.split("\t") for line in result.stdout.strip().splitlines()]
     assert [row[0] for row in rows] == [*map(str, files), str(big)]
@@ -107,7 +99,7 @@ def test_predict_refuses_a_file_that_is_not_an_image_in_one_line(
     checkpoint, _ = trained
     text = tmp_path / "notes.png"
     text.write_text("not an image")
-    result = run("predict.py", str(checkpoint), str(text), data_dir=tiny_mnist)
+    result = run_script("predict.py", str(checkpoint), str(text), data_dir=tiny_mnist)
     assert result.returncode == 1
     assert result.stderr.strip() == f"error: {text} is not an image: torchvision decodes PNG and JPEG files"
 
@@ -116,7 +108,7 @@ def test_exported_torchscript_and_onnx_give_the_checkpoints_outputs(
     trained: tuple[Path, str], tiny_mnist: Path, tmp_path: Path
 ) -> None:
     checkpoint, _ = trained
-    result = run("export.py", str(checkpoint), "--out", str(tmp_path), data_dir=tiny_mnist)
+    result = run_script("export.py", str(checkpoint), "--out", str(tmp_path), data_dir=tiny_mnist)
     assert result.returncode == 0, result.stderr
     preprocessing = json.loads((tmp_path / "preprocessing.json").read_text())
     classifier, _, saved = trained_classifier(checkpoint)

@@ -25,7 +25,7 @@ from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 from hydra_plugins.mnist_classifier_sweepers import optuna_sweeper
 from mnist_classifier.report import main as report_main
 
-from .conftest import CONF_DIR, ROOT, user_environment
+from .conftest import CONF_DIR, ROOT, run_script, user_environment
 
 # A few batches per job: 80 training images in batches of 16, one or two epochs.
 TINY_JOB = ["data.val_size=40", "data.batch_size=16", "trainer.max_epochs=2", "trainer.log_every_n_steps=1"]
@@ -37,14 +37,7 @@ def sweep_command(*overrides: str) -> list[str]:
 
 def sweep(*overrides: str, data_dir: Path, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     """A sweep as a user starts it; outputs/ is under `cwd` unless the overrides say otherwise."""
-    return subprocess.run(
-        sweep_command(*overrides),
-        cwd=cwd,
-        env=user_environment(data_dir),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return run_script("train.py", "-m", *TINY_JOB, *overrides, data_dir=data_dir, cwd=cwd)
 
 
 def report_rows(sweep_dir: Path) -> list[dict[str, str]]:
@@ -262,13 +255,8 @@ def test_the_pruning_callback_stops_a_trial_below_the_median_and_never_without_a
 
 
 def test_hparams_search_refuses_to_run_outside_a_sweep(tiny_mnist: Path, tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "train.py", "hparams_search=optuna", *TINY_JOB, f"hydra.run.dir={tmp_path}"],
-        cwd=ROOT,
-        env=user_environment(tiny_mnist),
-        capture_output=True,
-        text=True,
-        timeout=600,
+    result = run_script(
+        "train.py", "hparams_search=optuna", *TINY_JOB, f"hydra.run.dir={tmp_path}", data_dir=tiny_mnist
     )
     assert result.returncode != 0
     (line,) = result.stderr.strip().splitlines()

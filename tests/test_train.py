@@ -18,20 +18,13 @@ from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 from mnist_classifier.data import MNIST_FILES, MNISTDataModule
 from mnist_classifier.models import LeNet
 
-from .conftest import ROOT, TINY_TRAIN, user_environment
+from .conftest import ROOT, TINY_TRAIN, run_script, user_environment
 
 TINY_RUN = ["data.val_size=40", "data.batch_size=16", "trainer.max_epochs=2", "trainer.log_every_n_steps=1"]
 
 
 def train(*overrides: str, data_dir: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "train.py", *overrides],
-        cwd=ROOT,
-        env=user_environment(data_dir),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return run_script("train.py", *overrides, data_dir=data_dir)
 
 
 @pytest.fixture(scope="module")
