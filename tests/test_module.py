@@ -144,6 +144,28 @@ def test_training_curves_log_the_step_loss_every_n_steps_and_the_epoch_means(tmp
     assert all(0 <= float(row["train/acc_epoch"]) <= 1 for row in epoch_rows)
 
 
+def test_validation_loss_and_accuracy_are_means_over_images_whatever_the_batch_sizes() -> None:
+    torch.manual_seed(0)
+    images, labels = torch.randn(20, 1, 32, 32), torch.randint(0, 10, (20,))
+    classifier = Classifier(LeNet(), nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.01))
+    # Batches of 8, 8 and 4: a mean of the three batch means would weigh the last images double.
+    results = quiet_trainer().validate(classifier, DataLoader(TensorDataset(images, labels), batch_size=8))
+    with torch.no_grad():
+        logits = classifier(images)
+    assert results[0]["val/loss"] == pytest.approx(
+        nn.functional.cross_entropy(logits, labels).item(), rel=1e-5
+    )
+    assert results[0]["val/acc"] == pytest.approx((logits.argmax(dim=1) == labels).float().mean().item())
+
+
+def test_attributes_set_by_lightning_around_hooks_bypass_only_nn_modules_registration() -> None:
+    classifier = Classifier(LeNet(), nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.01))
+    classifier._current_fx_name = "training_step"
+    assert classifier._current_fx_name == "training_step"
+    classifier.head = nn.Linear(10, 10)  # any other attribute still goes through nn.Module
+    assert "head" in dict(classifier.named_children())
+
+
 def test_channels_last_changes_the_memory_layout_not_the_outputs() -> None:
     torch.manual_seed(0)
     net = LeNet()
