@@ -5,10 +5,12 @@ import pytest
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch import Trainer
+from lightning.pytorch.profilers import SimpleProfiler
 from torch import nn
 
 from mnist_classifier.config import hyperparameters, validate
 from mnist_classifier.data import MNISTDataModule
+from mnist_classifier.profilers import NoProfiler
 
 from .conftest import CONF_DIR, ROOT
 
@@ -60,6 +62,16 @@ def test_defaults_are_lenet_sgd_cross_entropy_without_scheduler_on_tensorboard(c
     assert cfg.trainer.accelerator == "auto"
     assert list(cfg.logger) == ["tensorboard"]
     assert cfg.callbacks.model_checkpoint.monitor == "val/acc"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "profiler"), [((), NoProfiler), (("trainer.profiler=simple",), SimpleProfiler)]
+)
+def test_the_trainer_profiles_nothing_by_default_and_one_override_profiles(
+    compose_config, overrides: tuple[str, ...], profiler: type
+) -> None:
+    trainer = instantiate(compose_config(*overrides).trainer)
+    assert type(trainer.profiler) is profiler
 
 
 def test_mlp_input_size_follows_the_data_image_size(compose_config) -> None:
