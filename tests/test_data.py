@@ -78,10 +78,12 @@ def test_pad_mode_puts_a_two_pixel_zero_border_around_the_digit(tiny_mnist: Path
 
 
 def test_loaders_give_batches_of_the_configured_size(tiny_mnist: Path) -> None:
-    datamodule = make_datamodule(tiny_mnist, batch_size=32)
+    datamodule = make_datamodule(tiny_mnist, batch_size=32, eval_batch_size=8)
     images, labels = next(iter(datamodule.train_dataloader()))
     assert images.shape == (32, 1, 32, 32) and labels.shape == (32,)
-    assert sum(len(y) for _, y in datamodule.val_dataloader()) == 20
+    # Validation and test in batches of eval_batch_size, the last one short.
+    assert [len(y) for _, y in datamodule.val_dataloader()] == [8, 8, 4]
+    assert [len(y) for _, y in datamodule.test_dataloader()] == [8] * (TINY_TEST // 8)
 
 
 def numbered(count: int) -> TensorDataset:
@@ -153,6 +155,7 @@ def test_validation_split_must_leave_training_images(tiny_mnist: Path) -> None:
     ("argument", "value", "message"),
     [
         ("batch_size", 0, "batch_size=0 is invalid"),
+        ("eval_batch_size", 0, "eval_batch_size=0 is invalid"),
         ("val_size", 0, "val_size=0 is invalid"),
         ("resize", "nearest", "resize='nearest' is unknown: choose one of bilinear, pad"),
         ("image_size", 0, "image_size=0 is too small"),

@@ -140,6 +140,7 @@ class MNISTDataModule(LightningDataModule):
         val_size: int = 5000,
         split_seed: int = 0,
         batch_size: int = 64,
+        eval_batch_size: int = 1000,
         shuffle_seed: int = 0,
         download: bool = True,
     ) -> None:
@@ -151,8 +152,9 @@ class MNISTDataModule(LightningDataModule):
             raise ValueError(
                 f"image_size={image_size} is too small for resize={resize}: it must be >= {min_size}"
             )
-        if batch_size < 1:
-            raise ValueError(f"batch_size={batch_size} is invalid: it must be >= 1")
+        for name, size in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+            if size < 1:
+                raise ValueError(f"{name}={size} is invalid: it must be >= 1")
         if val_size < 1:
             raise ValueError(f"val_size={val_size} is invalid: it must be >= 1")
         self.data_dir = Path(data_dir)
@@ -161,6 +163,7 @@ class MNISTDataModule(LightningDataModule):
         self.val_size = val_size
         self.split_seed = split_seed
         self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
         self.shuffle_seed = shuffle_seed
         self.download = download
         self.mean: float | None = None
@@ -255,7 +258,9 @@ class MNISTDataModule(LightningDataModule):
             rank, world_size = self.trainer.global_rank, self.trainer.world_size
             device = self.trainer.strategy.root_device
         on_device = TensorDataset(*(tensor.to(device) for tensor in dataset.tensors))
-        return TensorBatches(on_device, self.batch_size, shuffle, self.shuffle_seed, rank, world_size)
+        # Evaluation keeps no activations for a backward pass: larger batches, fewer steps.
+        batch_size = self.batch_size if shuffle else self.eval_batch_size
+        return TensorBatches(on_device, batch_size, shuffle, self.shuffle_seed, rank, world_size)
 
     def train_dataloader(self) -> TensorBatches:
         loader = self._loader(self.train_set, shuffle=True)
