@@ -56,7 +56,8 @@ def confusion_figure(counts: torch.Tensor, title: str) -> Figure:
         axes.text(predicted, true, str(int(counts[true, predicted])), ha="center", va="center", color=color)
     classes = range(len(counts))
     axes.set(xticks=classes, yticks=classes, xlabel="predicted class", ylabel="true class", title=title)
-    figure.tight_layout()
+    # Fixed margins that fit the labels: tight_layout would draw the figure once more to measure them.
+    figure.subplots_adjust(left=0.12, right=0.97, bottom=0.1, top=0.94)
     return figure
 
 
