@@ -3,8 +3,7 @@
     python benchmarks/throughput.py                      # LeNet and MLP, batch 64 and 256, 3 epochs
     python benchmarks/throughput.py --models lenet --batch-sizes 512 --epochs 5
 
-For each model and batch size, three ways to train on the same MNIST split, each in a process of
-its own (so peak memory is its own):
+For each model and batch size, three ways to train on the same MNIST split:
 
 1. lightning: `train.py`'s path, built by the same code from the same config (TensorBoard
    logger, checkpoints, progress bar, validation every epoch), overrides given after `--`;
@@ -12,10 +11,13 @@ its own (so peak memory is its own):
 3. tutorial: torchvision's MNIST with per-sample PIL Resize, ToTensor and Normalize through a
    DataLoader, as the PyTorch tutorials do.
 
-Every epoch is training plus a pass over the 5,000 validation images, in all three. Seconds per
-epoch are the median over the epochs after the first (warm-up), and with `--repeats N` the median
-of N interleaved runs of each path; images/s counts training images.
-Runs on the GPU when one is present (`--device cpu` to stay on the CPU).
+Lightning and the hand loop take turns in one process, a hand epoch after each Lightning epoch,
+and their ratio is the median over these pairs: on a machine whose speed drifts (a shared VM can
+change by 2x within minutes) only epochs seconds apart compare. The tutorial runs in a process of
+its own. Every epoch is training plus a pass over the 5,000 validation images (in batches of
+`data.eval_batch_size`). Seconds per epoch are the median over the epochs after the first
+(warm-up) of every run; `--repeats N` runs each process N times, interleaved. Images/s counts
+training images. Runs on the GPU when one is present (`--device cpu` to stay on the CPU).
 """
 
 import argparse
@@ -28,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import lightning as L
@@ -40,7 +42,9 @@ from omegaconf import DictConfig, open_dict
 from torch.utils.data import DataLoader, Subset
 from torchvision import datasets, transforms
 
+from mnist_classifier.data import MNISTDataModule
 from mnist_classifier.experiment import build
+from mnist_classifier.module import Batch
 
 ROOT = Path(__file__).resolve().parents[1]
 PATHS = ("lightning", "hand", "tutorial")
@@ -58,19 +62,93 @@ def compose_config(overrides: list[str], output_dir: str) -> DictConfig:
 
 
 class EpochTimer(L.Callback):
-    def __init__(self) -> None:
-        self.seconds: list[float] = []
+    """The seconds of each Lightning epoch, from its start to the start of the next one (or the end
+    of training), so that everything Lightning does for the epoch counts: validation, and the
+    checkpoints, which it saves after the other callbacks' epoch-end hooks. `between` runs between
+    two epochs, outside the timing."""
 
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def __init__(self, between: Callable[[], None] | None = None) -> None:
+        self.seconds: list[float] = []
+        self.between = between
+        self.start: float | None = None
+
+    def _lap(self) -> None:
+        if self.start is not None:
+            self.seconds.append(time.perf_counter() - self.start)
+            if self.between is not None:
+                self.between()
         self.start = time.perf_counter()
 
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # Lightning validates (and checkpoints) before this hook: the epoch includes both.
-        self.seconds.append(time.perf_counter() - self.start)
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._lap()
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._lap()
 
 
-# Each path returns the seconds of each epoch and the number of training images in an epoch.
-Timings = tuple[list[float], int]
+class HandLoop:
+    """The loop a person writes by hand: forward, loss, backward, step; then count correct on val."""
+
+    def __init__(
+        self,
+        cfg: DictConfig,
+        device: torch.device,
+        train_batches: Callable[[], Iterable[Batch]],
+        val_batches: Callable[[], Iterable[Batch]],
+    ) -> None:
+        L.seed_everything(cfg.seed, verbose=False)
+        self.model = instantiate(cfg.model).to(device)
+        self.loss_fn = instantiate(cfg.loss)
+        self.optimizer = instantiate(cfg.optimizer)(self.model.parameters())
+        self.device, self.train_batches, self.val_batches = device, train_batches, val_batches
+
+    def epoch(self) -> float:
+        """Train one epoch and validate; return its seconds."""
+        device = self.device
+        start = time.perf_counter()
+        self.model.train()
+        for images, labels in self.train_batches():
+            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            loss = self.loss_fn(self.model(images), labels)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+        self.model.eval()
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        with torch.no_grad():
+            for images, labels in self.val_batches():
+                images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+                correct += (self.model(images).argmax(1) == labels).sum()
+        correct.item()  # wait for the device, as the end of an epoch does
+        return time.perf_counter() - start
+
+
+def hand_loop_on_tensors(
+    cfg: DictConfig, datamodule: MNISTDataModule, device: torch.device, limit: int | None
+) -> tuple[HandLoop, int]:
+    """A hand loop over the data module's tensors; with the number of training images an epoch."""
+    train_images, train_labels = (t.to(device) for t in datamodule.train_set.tensors)
+    val_images, val_labels = (t.to(device) for t in datamodule.val_set.tensors)
+    size, eval_size = cfg.data.batch_size, cfg.data.eval_batch_size
+
+    def train_batches() -> Iterable[Batch]:
+        order = torch.randperm(len(train_labels), device=device).split(size)[:limit]
+        return ((train_images[index], train_labels[index]) for index in order)
+
+    def val_batches() -> Iterable[Batch]:
+        starts = range(0, len(val_labels), eval_size)[:limit]
+        return ((val_images[i : i + eval_size], val_labels[i : i + eval_size]) for i in starts)
+
+    images = len(train_labels[: size * limit if limit else None])
+    return HandLoop(cfg, device, train_batches, val_batches), images
+
+
+# Each run gives the seconds of every epoch of each path it ran, and the training images an epoch.
+Timings = tuple[dict[str, list[float]], int]
+
+
+def lightning_images(datamodule: MNISTDataModule, trainer: L.Trainer) -> int:
+    return min(trainer.num_training_batches * datamodule.batch_size, len(datamodule.train_set))
 
 
 def run_lightning(cfg: DictConfig, device: torch.device, limit: int | None) -> Timings:
@@ -78,60 +156,26 @@ def run_lightning(cfg: DictConfig, device: torch.device, limit: int | None) -> T
     timer = EpochTimer()
     trainer.callbacks.append(timer)
     trainer.fit(classifier, datamodule=datamodule)
-    images = min(trainer.num_training_batches * datamodule.batch_size, len(datamodule.train_set))
-    return timer.seconds, images
-
-
-def hand_loop(
-    cfg: DictConfig,
-    device: torch.device,
-    train_batches: Callable[[], object],
-    val_batches: Callable[[], object],
-) -> list[float]:
-    """The loop a person writes by hand: forward, loss, backward, step; then count correct on val."""
-    L.seed_everything(cfg.seed, verbose=False)
-    model = instantiate(cfg.model).to(device)
-    loss_fn = instantiate(cfg.loss)
-    optimizer = instantiate(cfg.optimizer)(model.parameters())
-    seconds = []
-    for _ in range(cfg.trainer.max_epochs):
-        start = time.perf_counter()
-        model.train()
-        for images, labels in train_batches():
-            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-            loss = loss_fn(model(images), labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        model.eval()
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        with torch.no_grad():
-            for images, labels in val_batches():
-                images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-                correct += (model(images).argmax(1) == labels).sum()
-        correct.item()  # wait for the device, as the end of an epoch does
-        seconds.append(time.perf_counter() - start)
-    return seconds
+    return {"lightning": timer.seconds}, lightning_images(datamodule, trainer)
 
 
 def run_hand(cfg: DictConfig, device: torch.device, limit: int | None) -> Timings:
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
-    train_images, train_labels = (t.to(device) for t in datamodule.train_set.tensors)
-    val_images, val_labels = (t.to(device) for t in datamodule.val_set.tensors)
-    size = cfg.data.batch_size
+    loop, images = hand_loop_on_tensors(cfg, datamodule, device, limit)
+    return {"hand": [loop.epoch() for _ in range(cfg.trainer.max_epochs)]}, images
 
-    def train_batches():
-        order = torch.randperm(len(train_labels), device=device).split(size)[:limit]
-        return ((train_images[index], train_labels[index]) for index in order)
 
-    def val_batches():
-        starts = range(0, len(val_labels), size)[:limit]
-        return ((val_images[i : i + size], val_labels[i : i + size]) for i in starts)
-
-    return hand_loop(cfg, device, train_batches, val_batches), len(
-        train_labels[: size * limit if limit else None]
-    )
+def run_paired(cfg: DictConfig, device: torch.device, limit: int | None) -> Timings:
+    """Lightning and hand-loop epochs taking turns in one process, a hand epoch after each
+    Lightning one: a machine whose speed drifts slows both alike, so their ratio holds."""
+    datamodule, classifier, trainer = build(cfg)
+    loop, _ = hand_loop_on_tensors(cfg, datamodule, device, limit)
+    hand_seconds: list[float] = []
+    timer = EpochTimer(between=lambda: hand_seconds.append(loop.epoch()))
+    trainer.callbacks.append(timer)
+    trainer.fit(classifier, datamodule=datamodule)
+    return {"lightning": timer.seconds, "hand": hand_seconds}, lightning_images(datamodule, trainer)
 
 
 def run_tutorial(cfg: DictConfig, device: torch.device, limit: int | None) -> Timings:
@@ -149,16 +193,20 @@ def run_tutorial(cfg: DictConfig, device: torch.device, limit: int | None) -> Ti
     loader_args = {"num_workers": 1, "pin_memory": True} if device.type == "cuda" else {}
     size = cfg.data.batch_size
     train = DataLoader(Subset(mnist, train_index.tolist()), batch_size=size, shuffle=True, **loader_args)
-    val = DataLoader(Subset(mnist, val_index.tolist()), batch_size=size, **loader_args)
+    val = DataLoader(Subset(mnist, val_index.tolist()), batch_size=cfg.data.eval_batch_size, **loader_args)
 
-    def limited(loader: DataLoader) -> Callable[[], object]:
+    def limited(loader: DataLoader) -> Callable[[], Iterable[Batch]]:
         return lambda: itertools.islice(loader, limit)
 
-    train_images = len(train_index[: size * limit if limit else None])
-    return hand_loop(cfg, device, limited(train), limited(val)), train_images
+    loop = HandLoop(cfg, device, limited(train), limited(val))
+    images = len(train_index[: size * limit if limit else None])
+    return {"tutorial": [loop.epoch() for _ in range(cfg.trainer.max_epochs)]}, images
 
 
-def measure_one(path: str, model: str, batch_size: int, args: argparse.Namespace) -> dict:
+RUNNERS = {"paired": run_paired, "lightning": run_lightning, "hand": run_hand, "tutorial": run_tutorial}
+
+
+def measure_one(run: str, model: str, batch_size: int, args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
     overrides = [f"model={model}", f"data.batch_size={batch_size}", f"trainer.max_epochs={args.epochs}"]
     overrides += [f"trainer.accelerator={'gpu' if device.type == 'cuda' else 'cpu'}", "trainer.devices=1"]
@@ -170,46 +218,75 @@ def measure_one(path: str, model: str, batch_size: int, args: argparse.Namespace
         torch.cuda.reset_peak_memory_stats()
     with tempfile.TemporaryDirectory() as output_dir:
         cfg = compose_config(overrides, output_dir)
-        runner = {"lightning": run_lightning, "hand": run_hand, "tutorial": run_tutorial}[path]
-        seconds, images = runner(cfg, device, args.limit_batches or None)
-    epoch_seconds = statistics.median(seconds[1:] or seconds)
+        seconds, images = RUNNERS[run](cfg, device, args.limit_batches or None)
     return {
-        "path": path,
-        "model": model,
-        "batch_size": batch_size,
-        "device": str(device),
-        "epoch_seconds": epoch_seconds,
-        "images_per_second": images / epoch_seconds,
+        "seconds": seconds,
+        "images": images,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None,
     }
 
 
-def measure(path: str, model: str, batch_size: int, args: argparse.Namespace) -> dict:
+def measure(run: str, model: str, batch_size: int, args: argparse.Namespace) -> dict:
     """Run one measurement in a fresh process and return its figures."""
-    command = [sys.executable, __file__, "--one", path, "--models", model, "--batch-sizes", str(batch_size)]
+    command = [sys.executable, __file__, "--one", run, "--models", model, "--batch-sizes", str(batch_size)]
     command += ["--epochs", str(args.epochs), "--device", args.device]
     command += ["--limit-batches", str(args.limit_batches)] if args.limit_batches else []
     command += ["--", *args.overrides]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     if result.returncode != 0:
-        sys.exit(f"error: {path} {model} batch {batch_size} failed:\n{result.stderr[-3000:]}")
+        sys.exit(f"error: {run} {model} batch {batch_size} failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def table(results: list[dict]) -> str:
+def after_warm_up(seconds: list[float]) -> list[float]:
+    return seconds[1:] or seconds
+
+
+def summarise(model: str, batch_size: int, measurements: list[dict]) -> list[dict]:
+    """One row a path: the median seconds of its epochs after the first, over every repeat; for
+    Lightning, its images/s against the hand loop's as the median ratio of paired epochs when
+    they ran paired, and against the tutorial's as the ratio of the medians."""
+    rows = {}
+    for path in PATHS:
+        runs = [m for m in measurements if path in m["seconds"]]
+        if not runs:
+            continue
+        epoch_seconds = statistics.median(s for run in runs for s in after_warm_up(run["seconds"][path]))
+        rows[path] = {
+            "model": model,
+            "batch_size": batch_size,
+            "path": path,
+            "epoch_seconds": epoch_seconds,
+            "images_per_second": runs[0]["images"] / epoch_seconds,
+            "peak_rss_mb": max(run["peak_rss_mb"] for run in runs),
+            "peak_gpu_mb": runs[0]["peak_gpu_mb"],
+        }
+    if "lightning" in rows:
+        lightning = rows["lightning"]
+        paired = [
+            hand / light
+            for run in measurements
+            if {"lightning", "hand"} <= run["seconds"].keys()
+            for light, hand in zip(
+                after_warm_up(run["seconds"]["lightning"]), after_warm_up(run["seconds"]["hand"]), strict=True
+            )
+        ]
+        if paired:
+            lightning["vs_hand"] = statistics.median(paired)
+        elif "hand" in rows:
+            lightning["vs_hand"] = lightning["images_per_second"] / rows["hand"]["images_per_second"]
+        if "tutorial" in rows:
+            lightning["vs_tutorial"] = lightning["images_per_second"] / rows["tutorial"]["images_per_second"]
+    return list(rows.values())
+
+
+def table(rows: list[dict]) -> str:
     columns = ["model", "batch", "path", "s/epoch", "images/s", "lightning/hand", "lightning/tutorial"]
     columns += ["peak RSS MB", "peak GPU MB"]
     lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
-    by_key = {(r["model"], r["batch_size"], r["path"]): r for r in results}
-    for r in results:
-        lightning = by_key.get((r["model"], r["batch_size"], "lightning"))
-        ratios = ["", ""]
-        if r["path"] == "lightning":
-            for column, other in enumerate(("hand", "tutorial")):
-                if (r["model"], r["batch_size"], other) in by_key:
-                    speed = by_key[(r["model"], r["batch_size"], other)]["images_per_second"]
-                    ratios[column] = f"{lightning['images_per_second'] / speed:.2f}"
+    for r in rows:
+        ratios = [f"{r[key]:.2f}" if key in r else "" for key in ("vs_hand", "vs_tutorial")]
         gpu = f"{r['peak_gpu_mb']:.0f}" if r["peak_gpu_mb"] is not None else "-"
         lines.append(
             f"| {r['model']} | {r['batch_size']} | {r['path']} | {r['epoch_seconds']:.2f} "
@@ -225,11 +302,9 @@ def main() -> None:
     parser.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS))
     parser.add_argument("--epochs", type=int, default=3, help="epochs per measurement (the first is warm-up)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument(
-        "--repeats", type=int, default=1, help="runs of each path, interleaved; the median counts"
-    )
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each path, interleaved")
     parser.add_argument("--limit-batches", type=int, default=0, help="batches per epoch (0: all)")
-    parser.add_argument("--one", choices=PATHS, help=argparse.SUPPRESS)
+    parser.add_argument("--one", choices=list(RUNNERS), help=argparse.SUPPRESS)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for all three paths, after --")
     args = parser.parse_args()
     for name in ("epochs", "repeats"):
@@ -242,19 +317,24 @@ def main() -> None:
     print(
         f"torch {torch.__version__}, {args.device}, {torch.get_num_threads()} threads, {args.epochs} epochs"
     )
-    results = []
+    # Lightning and the hand loop run paired in one process when both are asked for.
+    paired = {"lightning", "hand"} <= set(args.paths)
+    runs = ["paired"] if paired else []
+    runs += [path for path in args.paths if not (paired and path in ("lightning", "hand"))]
+    rows = []
     for model in args.models:
         for batch_size in args.batch_sizes:
-            # Interleaved repeats: a slow spell of a shared machine hits every path alike.
-            runs: dict[str, list[dict]] = {path: [] for path in args.paths}
-            for _ in range(args.repeats):
-                for path in args.paths:
-                    runs[path].append(measure(path, model, batch_size, args))
-                    print(json.dumps(runs[path][-1]), file=sys.stderr, flush=True)
-            for path in args.paths:
-                ranked = sorted(runs[path], key=lambda run: run["epoch_seconds"])
-                results.append(ranked[len(ranked) // 2])
-    print(table(results))
+            measurements = []
+            for _ in range(args.repeats):  # interleaved: a slow spell of the machine hits every run
+                for run in runs:
+                    measurements.append(measure(run, model, batch_size, args))
+                    print(
+                        json.dumps({"run": run, "model": model, "batch_size": batch_size} | measurements[-1]),
+                        file=sys.stderr,
+                        flush=True,
+                    )
+            rows += summarise(model, batch_size, measurements)
+    print(table(rows))
 
 
 if __name__ == "__main__":
