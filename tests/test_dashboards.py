@@ -13,17 +13,18 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from matplotlib.figure import Figure
+from matplotlib import colormaps
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 
 from mnist_classifier import dashboards
 from mnist_classifier.dashboards import (
+    CELL,
     ConfusionMatrices,
     MisclassifiedDigits,
     ParameterHistograms,
     TrainingInputs,
-    confusion_figure,
+    confusion_image,
     log_hyperparameters,
 )
 from mnist_classifier.data import MNISTDataModule
@@ -64,11 +65,11 @@ def test_confusion_matrices_count_each_validation_and_test_image_once(
 ) -> None:
     plotted: list[tuple[torch.Tensor, str]] = []
 
-    def recording_figure(counts: torch.Tensor, title: str) -> Figure:
+    def recording_image(counts: torch.Tensor, title: str) -> torch.Tensor:
         plotted.append((counts, title))
-        return confusion_figure(counts, title)
+        return confusion_image(counts, title)
 
-    monkeypatch.setattr(dashboards, "confusion_figure", recording_figure)
+    monkeypatch.setattr(dashboards, "confusion_image", recording_image)
     fit_and_test(tiny_mnist, tmp_path, [ConfusionMatrices()])
 
     # Two validation epochs (the sanity check is left out, so 40 images each), then the 40 test images.
@@ -84,15 +85,20 @@ def test_confusion_matrices_count_each_validation_and_test_image_once(
     assert len(accumulator.Images("test/confusion_matrix")) == 1
 
 
-def test_confusion_figure_labels_each_nonzero_cell_with_its_count() -> None:
+def test_confusion_image_colours_each_cell_by_its_row_share_and_labels_the_nonzero_ones() -> None:
     counts = torch.tensor([[3, 1], [0, 4]])
-    figure = confusion_figure(counts, "a title")
-    (axes,) = figure.axes
-    assert sorted(text.get_text() for text in axes.texts) == ["1", "3", "4"]
-    # The colours are the row-normalised shares: 3/4 and 1/4 in the first row, 1 in the second.
-    torch.testing.assert_close(
-        torch.tensor(axes.images[0].get_array()), torch.tensor([[0.75, 0.25], [0.0, 1.0]])
-    )
+    image = confusion_image(counts, "a title")
+    assert image.dtype == torch.uint8 and image.shape[0] == 3
+    # The cells: 36 pixels a side, from (left, top) = (46, 28).
+    cells = image[:, 28 : 28 + 2 * CELL, 46 : 46 + 2 * CELL].unfold(1, CELL, CELL).unfold(2, CELL, CELL)
+    # Row shares 3/4 and 1/4 in the first row, 0 and 1 in the second, in the Blues colour map.
+    for (true, predicted), share in {(0, 0): 0.75, (0, 1): 0.25, (1, 0): 0.0, (1, 1): 1.0}.items():
+        cell = cells[:, true, predicted]
+        expected = torch.tensor(colormaps["Blues"](share)[:3]) * 255
+        torch.testing.assert_close(cell[:, 1, 1].float(), expected.float(), atol=1, rtol=0)
+        # A count is written in the cell's middle unless it is zero.
+        has_text = (cell != cell[:, 1:2, 1:2]).any().item()
+        assert has_text == bool(counts[true, predicted])
 
 
 def test_misclassified_digits_are_the_wrong_predictions_with_their_probability(
