@@ -18,7 +18,7 @@ OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 class SampleMean(Metric):
     """The mean over samples of a per-sample value, updated with each batch's sum and size.
 
-    torchmetrics' MeanMetric and MulticlassAccuracy cost 70 to 90 µs an update on this project's
+    torchmetrics' MeanMetric and MulticlassAccuracy cost 70 to 150 µs an update on this project's
     CPU (more than 1% of a LeNet step, 5% of an MLP step), and MeanMetric's NaN check syncs a GPU
     every update; this is two in-place additions. Summed across processes.
     """
