@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 
 import lightning as L
@@ -151,12 +152,17 @@ def lightning_images(datamodule: MNISTDataModule, trainer: L.Trainer) -> int:
     return min(trainer.num_training_batches * datamodule.batch_size, len(datamodule.train_set))
 
 
-def run_lightning(cfg: DictConfig, device: torch.device, limit: int | None) -> Timings:
+def run_lightning(cfg: DictConfig, device: torch.device, limit: int | None, paired: bool = False) -> Timings:
+    """The Lightning path. Paired: with a hand-loop epoch after each Lightning epoch, in this
+    process, so that a machine whose speed drifts slows both alike and their ratio holds."""
     datamodule, classifier, trainer = build(cfg)
-    timer = EpochTimer()
+    hand = hand_loop_on_tensors(cfg, datamodule, device, limit)[0] if paired else None
+    hand_seconds: list[float] = []
+    timer = EpochTimer(between=(lambda: hand_seconds.append(hand.epoch())) if hand else None)
     trainer.callbacks.append(timer)
     trainer.fit(classifier, datamodule=datamodule)
-    return {"lightning": timer.seconds}, lightning_images(datamodule, trainer)
+    seconds = {"lightning": timer.seconds} | ({"hand": hand_seconds} if hand else {})
+    return seconds, lightning_images(datamodule, trainer)
 
 
 def run_hand(cfg: DictConfig, device: torch.device, limit: int | None) -> Timings:
@@ -164,18 +170,6 @@ def run_hand(cfg: DictConfig, device: torch.device, limit: int | None) -> Timing
     datamodule.setup("fit")
     loop, images = hand_loop_on_tensors(cfg, datamodule, device, limit)
     return {"hand": [loop.epoch() for _ in range(cfg.trainer.max_epochs)]}, images
-
-
-def run_paired(cfg: DictConfig, device: torch.device, limit: int | None) -> Timings:
-    """Lightning and hand-loop epochs taking turns in one process, a hand epoch after each
-    Lightning one: a machine whose speed drifts slows both alike, so their ratio holds."""
-    datamodule, classifier, trainer = build(cfg)
-    loop, _ = hand_loop_on_tensors(cfg, datamodule, device, limit)
-    hand_seconds: list[float] = []
-    timer = EpochTimer(between=lambda: hand_seconds.append(loop.epoch()))
-    trainer.callbacks.append(timer)
-    trainer.fit(classifier, datamodule=datamodule)
-    return {"lightning": timer.seconds, "hand": hand_seconds}, lightning_images(datamodule, trainer)
 
 
 def run_tutorial(cfg: DictConfig, device: torch.device, limit: int | None) -> Timings:
@@ -203,7 +197,12 @@ def run_tutorial(cfg: DictConfig, device: torch.device, limit: int | None) -> Ti
     return {"tutorial": [loop.epoch() for _ in range(cfg.trainer.max_epochs)]}, images
 
 
-RUNNERS = {"paired": run_paired, "lightning": run_lightning, "hand": run_hand, "tutorial": run_tutorial}
+RUNNERS = {
+    "paired": partial(run_lightning, paired=True),
+    "lightning": run_lightning,
+    "hand": run_hand,
+    "tutorial": run_tutorial,
+}
 
 
 def measure_one(run: str, model: str, batch_size: int, args: argparse.Namespace) -> dict:
