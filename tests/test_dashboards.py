@@ -60,6 +60,22 @@ def events(log_dir: Path) -> EventAccumulator:
     return accumulator
 
 
+def test_a_compiled_net_logs_the_same_model_graph_as_an_eager_one(tmp_path: Path) -> None:
+    graphs = []
+    for compile in (False, True):
+        classifier = Classifier(
+            LeNet(), nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.01), compile=compile
+        )
+        logger = L.pytorch.loggers.TensorBoardLogger(
+            tmp_path / str(compile), name="", version="", log_graph=True
+        )
+        logger.log_graph(classifier)
+        logger.finalize("success")
+        graphs.append(sorted(node.op for node in events(tmp_path / str(compile)).Graph().node))
+    assert "aten::_convolution" in graphs[0]
+    assert graphs[1] == graphs[0]
+
+
 def test_confusion_matrices_count_each_validation_and_test_image_once(
     tiny_mnist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import onnxruntime
@@ -125,3 +126,26 @@ def test_exported_torchscript_and_onnx_give_the_checkpoints_outputs(
     session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"))
     (logits,) = session.run(None, {"images": batch.numpy()})
     torch.testing.assert_close(torch.from_numpy(logits), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_a_run_trained_with_torch_compile_exports_and_evaluates_uncompiled(
+    trained: tuple[Path, str], tiny_mnist: Path, tmp_path: Path
+) -> None:
+    checkpoint, _ = trained
+    run_dir = tmp_path / "compiled_run"
+    shutil.copytree(checkpoint.parent.parent, run_dir)
+    config = run_dir / ".hydra" / "config.yaml"
+    config.write_text(config.read_text().replace("compile: false", "compile: true", 1))
+    compiled_checkpoint = run_dir / "checkpoints" / checkpoint.name
+
+    result = run_script(
+        "export.py", str(compiled_checkpoint), "--formats", "torchscript", data_dir=tiny_mnist
+    )
+    assert result.returncode == 0, result.stderr
+    classifier, run, _ = trained_classifier(compiled_checkpoint)
+    assert run.classifier.compile
+    batch = torch.randn(7, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        expected = classifier.eval()(batch)
+    torchscript = torch.jit.load(str(run_dir / "export" / "model.pt"))
+    torch.testing.assert_close(torchscript(batch), expected, rtol=1e-5, atol=1e-5)

@@ -30,10 +30,12 @@ def instantiate_all(group: DictConfig | None) -> list:
     return [instantiate(entry) for entry in (group or {}).values() if entry is not None]
 
 
-def instantiate_classifier(cfg: DictConfig) -> Classifier:
-    """The classifier of a composed config: its net, loss, optimizer and scheduler from their groups."""
+def instantiate_classifier(cfg: DictConfig, **settings: Any) -> Classifier:
+    """The classifier of a composed config: its net, loss, optimizer and scheduler from their
+    groups; `settings` override the config's `classifier` keys."""
     return instantiate(
         cfg.classifier,
+        **settings,
         net=instantiate(cfg.model),
         loss=instantiate(cfg.loss),
         optimizer=instantiate(cfg.optimizer),
@@ -68,7 +70,9 @@ def trained_classifier(checkpoint_path: Path) -> tuple[Classifier, DictConfig, d
     with its weights; with that config and the checkpoint itself."""
     checkpoint = load_checkpoint(checkpoint_path)
     run = run_config(checkpoint_path)
-    classifier = instantiate_classifier(run)
+    # Uncompiled, whatever the run trained with: evaluating, predicting and exporting (which
+    # traces the net) run a few batches, and tracing cannot enter a compiled net.
+    classifier = instantiate_classifier(run, compile=False)
     check_same_model(checkpoint, classifier, checkpoint_path)
     classifier.load_state_dict(checkpoint["state_dict"])
     return classifier, run, checkpoint

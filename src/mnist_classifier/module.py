@@ -100,7 +100,12 @@ class Classifier(LightningModule):
             super().__setattr__(name, value)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net(images.contiguous(memory_format=self.memory_format))
+        images = images.contiguous(memory_format=self.memory_format)
+        if torch.jit.is_tracing():
+            # TensorBoard's model graph is traced, and tracing cannot enter a compiled net: trace
+            # the net's own forward, which is what the compiled net runs.
+            return self.net.forward(images)
+        return self.net(images)
 
     def _step(
         self, batch: Batch, loss_mean: SampleMean, accuracy: SampleMean
