@@ -13,7 +13,7 @@ from omegaconf import DictConfig, open_dict
 
 from mnist_classifier.checkpoints import resume_point
 from mnist_classifier.config import hyperparameters
-from mnist_classifier.dashboards import log_hyperparameters
+from mnist_classifier.dashboards import log_hyperparameters, tensorboard_writers
 from mnist_classifier.experiment import BAD_INPUT, build, describe
 
 log = logging.getLogger(__name__)
@@ -67,11 +67,12 @@ def main(cfg: DictConfig) -> dict[str, float]:
         log.info("test accuracy:     %.4f", results["test/acc"])
         log.info("checkpoint:        %s", checkpoint or "none (checkpointing off)")
         log.info("run dir:           %s", run_dir)
-        sweeping = hydra_cfg.mode == RunMode.MULTIRUN  # a sweep's runs side by side, or every run
-        log.info(
-            "dashboards:        tensorboard --logdir %s",
-            hydra_cfg.sweep.dir if sweeping else cfg.paths.log_dir,
-        )
+        if tensorboard_writers(trainer):
+            sweeping = hydra_cfg.mode == RunMode.MULTIRUN  # a sweep's runs side by side, or every run
+            log.info(
+                "dashboards:        tensorboard --logdir %s",
+                hydra_cfg.sweep.dir if sweeping else cfg.paths.log_dir,
+            )
     return results
 
 

@@ -114,6 +114,16 @@ def test_any_combination_of_groups_trains(tiny_mnist: Path, tmp_path: Path) -> N
     assert "_target_: mnist_classifier.models.MLP" in (tmp_path / ".hydra" / "config.yaml").read_text()
 
 
+def test_a_run_with_the_logger_removed_trains_and_writes_no_events(tiny_mnist: Path, tmp_path: Path) -> None:
+    result = train(*TINY_RUN, "~logger", f"hydra.run.dir={tmp_path}", data_dir=tiny_mnist)
+    assert result.returncode == 0, result.stderr
+    output = result.stdout + result.stderr
+    assert "test accuracy:" in output
+    assert "tensorboard --logdir" not in output
+    assert list((tmp_path / "checkpoints").glob("epoch*.ckpt"))
+    assert not list(tmp_path.glob("events.out.tfevents.*"))
+
+
 def test_runs_started_at_the_same_time_get_their_own_dirs(tiny_mnist: Path, tmp_path: Path) -> None:
     env = user_environment(tiny_mnist)
     command = [sys.executable, "train.py", "debug=fast", "data.val_size=40", f"paths.log_dir={tmp_path}"]

@@ -7,6 +7,7 @@ import lightning as L
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig
 
 from mnist_classifier.checkpoints import check_same_model, load_checkpoint, run_config
@@ -57,11 +58,10 @@ def build(cfg: DictConfig, resume_from: Path | None = None) -> tuple[MNISTDataMo
     # Missing files or a bad split fail here, before the trainer is built.
     datamodule.prepare_data()
     datamodule.setup("fit")
-    trainer = instantiate(
-        cfg.trainer,
-        logger=instantiate_all(cfg.get("logger")),
-        callbacks=instantiate_all(cfg.get("callbacks")),
-    )
+    loggers, callbacks = instantiate_all(cfg.get("logger")), instantiate_all(cfg.get("callbacks"))
+    if not loggers:  # `~logger`: the learning-rate monitor would refuse to start, with nothing to log to
+        callbacks = [callback for callback in callbacks if not isinstance(callback, LearningRateMonitor)]
+    trainer = instantiate(cfg.trainer, logger=loggers, callbacks=callbacks)
     return datamodule, classifier, trainer
 
 
