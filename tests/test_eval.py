@@ -128,7 +128,7 @@ def test_exported_torchscript_and_onnx_give_the_checkpoints_outputs(
     torch.testing.assert_close(torch.from_numpy(logits), expected, rtol=1e-4, atol=1e-4)
 
 
-def test_a_run_trained_with_torch_compile_exports_and_evaluates_uncompiled(
+def test_a_run_trained_with_torch_compile_exports_the_checkpoints_outputs(
     trained: tuple[Path, str], tiny_mnist: Path, tmp_path: Path
 ) -> None:
     checkpoint, _ = trained
