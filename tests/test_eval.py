@@ -105,6 +105,14 @@ def test_predict_refuses_a_file_that_is_not_an_image_in_one_line(
     assert result.stderr.strip() == f"error: {text} is not an image: torchvision decodes PNG and JPEG files"
 
 
+def outputs_of(classifier: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of 7 random images (another batch size than the export's example) and the
+    classifier's logits for it, to compare an exported model with."""
+    batch = torch.randn(7, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        return batch, classifier.eval()(batch)
+
+
 def test_exported_torchscript_and_onnx_give_the_checkpoints_outputs(
     trained: tuple[Path, str], tiny_mnist: Path, tmp_path: Path
 ) -> None:
@@ -118,9 +126,7 @@ def test_exported_torchscript_and_onnx_give_the_checkpoints_outputs(
         saved["MNISTDataModule"]["std"],
     )
 
-    batch = torch.randn(7, 1, 32, 32, generator=torch.Generator().manual_seed(0))  # another batch size
-    with torch.inference_mode():
-        expected = classifier.eval()(batch)
+    batch, expected = outputs_of(classifier)
     torchscript = torch.jit.load(str(tmp_path / "model.pt"))
     torch.testing.assert_close(torchscript(batch), expected, rtol=1e-5, atol=1e-5)
     session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"))
@@ -144,8 +150,6 @@ def test_a_run_trained_with_torch_compile_exports_the_checkpoints_outputs(
     assert result.returncode == 0, result.stderr
     classifier, run, _ = trained_classifier(compiled_checkpoint)
     assert run.classifier.compile
-    batch = torch.randn(7, 1, 32, 32, generator=torch.Generator().manual_seed(0))
-    with torch.inference_mode():
-        expected = classifier.eval()(batch)
+    batch, expected = outputs_of(classifier)
     torchscript = torch.jit.load(str(run_dir / "export" / "model.pt"))
     torch.testing.assert_close(torchscript(batch), expected, rtol=1e-5, atol=1e-5)
