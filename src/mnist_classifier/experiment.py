@@ -41,6 +41,7 @@ def instantiate_classifier(cfg: DictConfig, **settings: Any) -> Classifier:
         loss=instantiate(cfg.loss),
         optimizer=instantiate(cfg.optimizer),
         scheduler=instantiate(cfg.scheduler, _convert_="all"),
+        augment=instantiate(cfg.augment),
     )
 
 

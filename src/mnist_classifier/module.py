@@ -56,6 +56,8 @@ class Classifier(LightningModule):
         channels_last: keep the net's weights and the images in channels-last memory layout
             (faster convolutions on GPUs with tensor cores).
         compile: compile the net with `torch.compile` (at its first batch).
+        augment: None, or a module called as augment(images, step) that distorts the images of
+            each training batch on their device (validation and test batches are left alone).
     """
 
     def __init__(
@@ -68,6 +70,7 @@ class Classifier(LightningModule):
         image_size: int = 32,
         channels_last: bool = False,
         compile: bool = False,
+        augment: nn.Module | None = None,
     ) -> None:
         super().__init__()
         # One blank image: Lightning traces the model graph for TensorBoard with it.
@@ -78,6 +81,7 @@ class Classifier(LightningModule):
             # In place and lazy: compiles at the first batch, and the state dict keeps its keys.
             self.net.compile()
         self.loss = loss
+        self.augment = augment
         self.optimizer_factory = optimizer
         self.scheduler_config = scheduler
         # Each stage's mean loss and accuracy accumulate per batch (summed across processes) and
@@ -106,6 +110,13 @@ class Classifier(LightningModule):
             # the net's own forward, which is what the compiled net runs.
             return self.net.forward(images)
         return self.net(images)
+
+    def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
+        # Training batches only; the model graph's example input passes through here too, alone.
+        if self.augment is None or not self.trainer.training or isinstance(batch, torch.Tensor):
+            return batch
+        images, labels = batch
+        return self.augment(images, self.global_step), labels
 
     def _step(
         self, batch: Batch, loss_mean: SampleMean, accuracy: SampleMean
