@@ -1,56 +1,41 @@
-"""Test a checkpoint on the official test set: python eval.py ckpt_path=PATH [data.data_dir=DIR].
+"""Test checkpoints on the official test set: python eval.py CKPT [CKPT ...] [--data-dir DIR].
 
-The model, data settings and loss are those of the run that wrote the checkpoint (its
-.hydra/config.yaml); the data dir and the trainer's accelerator are this command's.
+Each checkpoint carries what it needs (its net, data set, image size and normalisation), so it can
+be evaluated anywhere. Several checkpoints are also scored as an ensemble: the mean of their
+probabilities.
 """
 
-import logging
-import os
 import sys
 from pathlib import Path
 
-import hydra
-import lightning as L
-from hydra.utils import instantiate
-from omegaconf import DictConfig
-
-from mnist_classifier.experiment import BAD_INPUT, describe, trained_classifier
-
-log = logging.getLogger(__name__)
+from mnist_classifier.errors import ArgumentParser, entry_point, reading_input
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="eval")
-def main(cfg: DictConfig) -> dict[str, float]:
-    try:
-        if cfg.ckpt_path is None:
-            raise ValueError(
-                "ckpt_path is not set: python eval.py ckpt_path=<run dir>/checkpoints/<file>.ckpt"
-            )
-        path = Path(cfg.ckpt_path).resolve()
-        classifier, run, checkpoint = trained_classifier(path)
-        run.data.data_dir = cfg.data.data_dir  # the data of this machine, prepared as in the run
-        datamodule = instantiate(run.data)
-        # The training normalisation the checkpoint keeps: no need to read the training images.
-        datamodule.load_state_dict(checkpoint[type(datamodule).__qualname__])
-        datamodule.prepare_data()
-        datamodule.setup("test")
-    except BAD_INPUT as err:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        sys.exit(f"error: {describe(err)}")
+@entry_point
+def main(argv: list[str]) -> int:
+    parser = ArgumentParser(prog="eval.py", description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoints", type=Path, nargs="+", metavar="CKPT", help="checkpoint files")
+    parser.add_argument("--data-dir", type=Path, help="the folder holding <data set>/raw/ (default: as training)")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
+    args = parser.parse_args(argv)
 
-    trainer = L.Trainer(
-        accelerator=cfg.trainer.accelerator, devices=1, logger=False, enable_checkpointing=False
-    )
-    # The classifier already holds the checkpoint's weights: no second load.
-    metrics = trainer.test(classifier, datamodule=datamodule)[0]
-    log.info("checkpoint:    %s (epoch %d, step %d)", path, checkpoint["epoch"], checkpoint["global_step"])
-    log.info("test loss:     %.4f", metrics["test/loss"])
-    log.info("test accuracy: %.4f", metrics["test/acc"])
-    digits = sorted(key for key in metrics if key.startswith("test/acc_class_"))
-    log.info("per class:     %s", "  ".join(f"{key.rsplit('_', 1)[1]}: {metrics[key]:.4f}" for key in digits))
-    return metrics
+    from mnist_classifier.checkpoints import load_for_inference
+    from mnist_classifier.datasets import DATASETS, default_data_dir, read_split
+    from mnist_classifier.evaluation import ensemble_probabilities, score
+
+    with reading_input():
+        models = [load_for_inference(path, args.device) for path in args.checkpoints]
+        dataset = DATASETS[models[0].dataset]
+        images, labels = read_split(args.data_dir or default_data_dir(dataset), dataset, train=False)
+        probabilities = ensemble_probabilities(models, images)
+    names = [str(model.path) for model in models] + ([f"ensemble of {len(models)}"] if len(models) > 1 else [])
+    results = [score(each, labels) for each in probabilities]
+    for name, result in zip(names, results, strict=True):
+        print(f"{name}: test accuracy {result.accuracy:.4f}, loss {result.loss:.4f}")
+    classes = zip(dataset.classes, results[-1].per_class, strict=True)
+    print(f"per class ({names[-1]}): " + "  ".join(f"{label}: {value:.4f}" for label, value in classes))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(sys.argv[1:]))

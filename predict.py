@@ -1,54 +1,47 @@
-"""Classify image files with a trained checkpoint: python predict.py CHECKPOINT IMAGE [IMAGE ...].
+"""Classify image files with a trained checkpoint: python predict.py CKPT IMAGE [IMAGE ...].
 
 Each PNG or JPEG, of any size, is converted as the training data was: grayscale, 28x28 as MNIST's
 digits, then the run's resize to its image size and its normalisation. Like MNIST's, digits should
 be light on a dark background. Prints one line per image: path, label and probability.
 """
 
-import argparse
 import sys
 from pathlib import Path
 
-import torch
-import torchvision.transforms.v2.functional as TF
-from torchvision.io import ImageReadMode, decode_image
-
-from mnist_classifier.data import MNIST_SIZE, MNISTDataModule, to_inputs
-from mnist_classifier.experiment import trained_classifier
+from mnist_classifier.errors import ArgumentParser, BadInput, entry_point, reading_input
 
 
-def read_digit(path: Path) -> torch.Tensor:
+def read_digit(path: Path):
     """A PNG or JPEG file as a uint8 MNIST-sized image [28, 28]."""
+    import torchvision.transforms.v2.functional as TF
+    from torchvision.io import ImageReadMode, decode_image
+
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist")
+        raise BadInput(f"{path} is invalid: no such file")
     try:
         image = decode_image(str(path), mode=ImageReadMode.GRAY)
     except (RuntimeError, ValueError) as error:
-        raise ValueError(f"{path} is not an image: torchvision decodes PNG and JPEG files") from error
-    return TF.resize(image, [MNIST_SIZE, MNIST_SIZE], antialias=True)[0]
+        raise BadInput(f"{path} is invalid: not an image (torchvision decodes PNG and JPEG files)") from error
+    return TF.resize(image, [28, 28], antialias=True)[0]
 
 
+@entry_point
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoint", type=Path, help="<run dir>/checkpoints/<file>.ckpt")
-    parser.add_argument("images", type=Path, nargs="+", help="PNG or JPEG files")
+    parser = ArgumentParser(prog="predict.py", description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint", type=Path, metavar="CKPT", help="a checkpoint file")
+    parser.add_argument("images", type=Path, nargs="+", metavar="IMAGE", help="PNG or JPEG files")
     args = parser.parse_args(argv)
-    try:
-        classifier, run, checkpoint = trained_classifier(args.checkpoint.resolve())
-        normalisation = checkpoint[MNISTDataModule.__qualname__]
+
+    import torch
+
+    from mnist_classifier.checkpoints import load_for_inference
+
+    with reading_input():
+        model = load_for_inference(args.checkpoint)
         digits = torch.stack([read_digit(image) for image in args.images])
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    inputs = TF.normalize(
-        to_inputs(digits, run.data.image_size, run.data.resize),
-        [normalisation["mean"]],
-        [normalisation["std"]],
-    )
-    with torch.inference_mode():
-        probabilities, labels = classifier.eval()(inputs).softmax(dim=1).max(dim=1)
+    probabilities, labels = model.probabilities(digits).max(dim=1)
     for image, label, probability in zip(args.images, labels.tolist(), probabilities.tolist(), strict=True):
-        print(f"{image}\t{label}\t{probability:.4f}")
+        print(f"{image}\t{model.classes[label]}\t{probability:.4f}")
     return 0
 
 

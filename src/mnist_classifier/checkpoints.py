@@ -1,79 +1,87 @@
-"""The checkpoint a run resumes from: finding it (`ckpt_path=last`), and refusing a bad one early."""
+"""What a checkpoint carries, and reading one: safely, for resuming, and for inference.
 
+Every checkpoint a run writes holds, beside Lightning's state, a record of what inference needs
+(the net and its settings, the data set and its classes, the image size, resize and
+normalisation, the project version), so that a checkpoint copied alone to another machine is
+enough for eval.py, predict.py, export.py and serve.py: `load_for_inference(path)`.
+
+    python -m mnist_classifier.checkpoints upgrade CKPT   # adds the record to an older checkpoint
+"""
+
+import sys
+from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-LAST = "last"  # ckpt_path=last: the last checkpoint of the newest run with the same overrides
-LAST_FILE = "last.ckpt"  # written by callbacks.last_checkpoint
-CKPT_PATH_KEY = "ckpt_path"
+from mnist_classifier.data import to_inputs
+from mnist_classifier.datasets import DATASETS
+from mnist_classifier.errors import BadInput, entry_point, one_line
+from mnist_classifier.models import MODELS
+
+RECORD = "mnist_classifier"  # the checkpoint's key for the inference record
+MODELS_MODULE = "mnist_classifier.models."
 
 
-def resume_point(
-    ckpt_path: str | None, log_dir: Path, overrides: list[str]
-) -> tuple[Path | None, Path | None]:
-    """(the checkpoint to resume from, the run dir whose logs and checkpoints the run continues).
-
-    `ckpt_path=last` finds the newest `checkpoints/last.ckpt` of the runs under `log_dir` that ran
-    with the same overrides. A checkpoint file inside a run dir (`<run>/checkpoints/*.ckpt`)
-    continues that run; one elsewhere starts a new run dir from its weights and training state.
-    """
-    if ckpt_path is None:
-        return None, None
-    if ckpt_path == LAST:
-        path = latest_checkpoint(log_dir, overrides)
-        return path, path.parent.parent
-    path = Path(ckpt_path).resolve()
-    run_dir = path.parent.parent
-    inside_a_run = path.parent.name == "checkpoints" and (run_dir / ".hydra").is_dir()
-    return path, run_dir if inside_a_run else None
+def package_version() -> str:
+    return metadata.version("mnist-classifier")
 
 
-def latest_checkpoint(log_dir: Path, overrides: list[str]) -> Path:
-    """The newest last checkpoint of the run dirs (outputs/DATE/TIME) with these overrides."""
-    wanted = without_ckpt_path(overrides)
-    checkpoints = log_dir.glob(f"*/*/checkpoints/{LAST_FILE}")
-    matching = [
-        path for path in checkpoints if without_ckpt_path(recorded_overrides(path.parent.parent)) == wanted
-    ]
-    if not matching:
-        shown = " ".join(wanted) or "none"
-        raise FileNotFoundError(
-            f"ckpt_path=last found no run under {log_dir} with the same overrides ({shown}) and a "
-            f"checkpoints/{LAST_FILE}: run without ckpt_path first, or give a checkpoint file"
-        )
-    return max(matching, key=lambda path: path.stat().st_mtime)
+def model_record(model: DictConfig) -> dict[str, Any]:
+    """A model config as the record keeps it: the net's class name and its arguments."""
+    arguments = OmegaConf.to_container(model, resolve=True)
+    assert isinstance(arguments, dict)
+    target = str(arguments.pop("_target_"))
+    return {"name": target.removeprefix(MODELS_MODULE), **arguments}
 
 
-def recorded_overrides(run_dir: Path) -> list[str]:
-    overrides_file = run_dir / ".hydra" / "overrides.yaml"
-    return list(OmegaConf.load(overrides_file)) if overrides_file.is_file() else []
+def inference_record(model: DictConfig, data: DictConfig, mean: float | None, std: float | None) -> dict:
+    """What inference needs from a run's model and data configs and its normalisation."""
+    return {
+        "version": package_version(),
+        "model": model_record(model),
+        "dataset": data.dataset,
+        "classes": list(DATASETS[data.dataset].classes),
+        "image_size": data.image_size,
+        "resize": data.resize,
+        "mean": mean,
+        "std": std,
+    }
 
 
-def without_ckpt_path(overrides: list[str]) -> list[str]:
-    return sorted(line for line in overrides if line.split("=", 1)[0].lstrip("+~") != CKPT_PATH_KEY)
+class InferenceRecord(Callback):
+    """Writes the inference record into every checkpoint the run saves."""
+
+    def __init__(self, model: DictConfig, data: DictConfig) -> None:
+        self.model, self.data = model, data
+
+    def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
+        datamodule = trainer.datamodule
+        checkpoint[RECORD] = inference_record(self.model, self.data, datamodule.mean, datamodule.std)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """The checkpoint as plain data: torch.load(weights_only=True), so no pickled code can run."""
     if not path.is_file():
-        raise FileNotFoundError(f"ckpt_path={path} does not exist")
+        raise BadInput(f"{path} is invalid: no such checkpoint file")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises a different type for each way a file is not one
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise ValueError(f"ckpt_path={path} is not a checkpoint: torch.load failed ({reason})") from error
+        raise BadInput(f"{path} is invalid: not a checkpoint (torch.load failed: {reason})") from error
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise ValueError(f"ckpt_path={path} is not a Lightning checkpoint: it holds no state_dict")
+        raise BadInput(f"{path} is invalid: not a Lightning checkpoint (it holds no state_dict)")
     return checkpoint
 
 
 def check_same_model(checkpoint: dict[str, Any], model: nn.Module, path: Path) -> None:
-    """Raise ValueError naming the first difference unless the checkpoint's weights have the names
-    and shapes of `model`'s."""
+    """Refuse a checkpoint whose weights do not have the names and shapes of `model`'s, naming the
+    first difference."""
     ours = {name: list(tensor.shape) for name, tensor in model.state_dict().items()}
     theirs = {name: list(tensor.shape) for name, tensor in checkpoint["state_dict"].items()}
     if ours == theirs:
@@ -85,15 +93,99 @@ def check_same_model(checkpoint: dict[str, Any], model: nn.Module, path: Path) -
     else:
         name = next(name for name in ours if ours[name] != theirs[name])
         difference = f"{name} is {theirs[name]} there and {ours[name]} in this model"
-    raise ValueError(f"ckpt_path={path} holds a different model than this config's: {difference}")
+    raise BadInput(f"ckpt_path={path} is invalid: it holds a different model than this config's: {difference}")
 
 
-def run_config(checkpoint_path: Path) -> DictConfig:
-    """The composed config of the run that wrote the checkpoint (<run>/.hydra/config.yaml)."""
-    config_file = checkpoint_path.parent.parent / ".hydra" / "config.yaml"
-    if checkpoint_path.parent.name != "checkpoints" or not config_file.is_file():
-        raise FileNotFoundError(
-            f"ckpt_path={checkpoint_path} is not in a run dir (<run>/checkpoints/, beside <run>/.hydra/"
-            "config.yaml), so the model it was trained with is unknown"
+@dataclass
+class InferenceModel:
+    """A trained net with what it needs to classify images: MNIST-sized uint8 images in,
+    probabilities out."""
+
+    net: nn.Module
+    dataset: str
+    classes: tuple[str, ...]
+    image_size: int
+    resize: str
+    mean: float
+    std: float
+    path: Path
+
+    def inputs(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 images [N, 28, 28] -> the net's input, resized and normalised as in training."""
+        return (to_inputs(images, self.image_size, self.resize) - self.mean) / self.std
+
+    @torch.inference_mode()
+    def probabilities(self, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+        """uint8 images [N, 28, 28] -> class probabilities [N, classes]."""
+        device = next(self.net.parameters()).device
+        return torch.cat(
+            [
+                self.net(self.inputs(batch).to(device)).softmax(dim=1).cpu()
+                for batch in images.split(batch_size)
+            ]
         )
-    return OmegaConf.load(config_file)
+
+
+def load_for_inference(path: Path, device: str | torch.device = "cpu") -> InferenceModel:
+    """The net a checkpoint holds, in eval mode, with its preprocessing; refused with one line if the
+    file is no checkpoint of this project, or an older one without the inference record."""
+    checkpoint = load_checkpoint(path)
+    record = checkpoint.get(RECORD)
+    if record is None:
+        raise BadInput(
+            f"{path} is invalid: it was written before checkpoints carried their settings; convert it "
+            f"once with python -m mnist_classifier.checkpoints upgrade {path} (it reads the run's "
+            ".hydra/config.yaml beside it)"
+        )
+    arguments = dict(record["model"])
+    name = arguments.pop("name")
+    if name not in MODELS:
+        raise BadInput(f"{path} is invalid: it holds a {name}, and inference knows {', '.join(MODELS)}")
+    net = MODELS[name](**arguments)
+    weights = {key.removeprefix("net."): value for key, value in checkpoint["state_dict"].items()}
+    try:
+        net.load_state_dict({key: value for key, value in weights.items() if key in net.state_dict()})
+    except RuntimeError as error:
+        raise BadInput(f"{path} is invalid: its weights do not fit its {name}: {one_line(error)}") from error
+    return InferenceModel(
+        net=net.eval().to(device),
+        dataset=record["dataset"],
+        classes=tuple(record["classes"]),
+        image_size=record["image_size"],
+        resize=record["resize"],
+        mean=record["mean"],
+        std=record["std"],
+        path=path,
+    )
+
+
+def upgrade(path: Path) -> None:
+    """Add the inference record to a checkpoint written before checkpoints carried one, from the
+    config of the run that wrote it (<run>/.hydra/config.yaml) and its data module's state."""
+    checkpoint = load_checkpoint(path)
+    if RECORD in checkpoint:
+        return
+    config_file = path.parent.parent / ".hydra" / "config.yaml"
+    if not config_file.is_file():
+        raise BadInput(f"{path} is invalid for upgrade: {config_file} is missing, which holds its run's config")
+    run = OmegaConf.load(config_file)
+    if "dataset" not in run.data:  # older configs knew only MNIST
+        run.data.dataset = "mnist"
+    normalisation = checkpoint.get("MNISTDataModule") or {}
+    checkpoint[RECORD] = inference_record(run.model, run.data, normalisation.get("mean"), normalisation.get("std"))
+    torch.save(checkpoint, path)
+
+
+@entry_point
+def main(argv: list[str]) -> int:
+    if len(argv) < 2 or argv[0] != "upgrade":
+        usage = "python -m mnist_classifier.checkpoints upgrade CKPT [CKPT ...]"
+        raise BadInput(f"{' '.join(argv) or 'no arguments'} is invalid: {usage}")
+    for name in argv[1:]:
+        upgrade(Path(name))
+        print(f"upgraded: {name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

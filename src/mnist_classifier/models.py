@@ -11,13 +11,6 @@ from torch import nn
 LENET_MIN_IMAGE_SIZE = 16
 
 
-def check_hidden_sizes(hidden_sizes: Sequence[int], count: int | None = None) -> None:
-    """Raise ValueError unless there are `count` widths (one or more if None), each >= 1."""
-    wanted = "one or more sizes" if count is None else f"exactly {count} sizes"
-    if not hidden_sizes or min(hidden_sizes) < 1 or count not in (None, len(hidden_sizes)):
-        raise ValueError(f"hidden_sizes={list(hidden_sizes)} is invalid: give {wanted}, each >= 1")
-
-
 class LeNet(nn.Module):
     """LeNet-5: conv 1->6 5x5, max-pool, conv 6->16 5x5, max-pool, fc 400->120->84->10, ReLU.
 
@@ -31,10 +24,11 @@ class LeNet(nn.Module):
         super().__init__()
         if image_size < LENET_MIN_IMAGE_SIZE:
             raise ValueError(
-                f"image_size={image_size} is too small for LeNet: it needs at least "
-                f"{LENET_MIN_IMAGE_SIZE} (32 is the tutorial's size)"
+                f"image_size={image_size} is invalid for LeNet: it needs at least {LENET_MIN_IMAGE_SIZE} "
+                "(32 is the tutorial's size)"
             )
-        check_hidden_sizes(hidden_sizes, count=2)
+        if len(hidden_sizes) != 2:
+            raise ValueError(f"hidden_sizes={list(hidden_sizes)} is invalid for LeNet: give exactly 2 sizes")
         feature_map_size = ((image_size - 4) // 2 - 4) // 2
         self.conv1 = nn.Conv2d(1, 6, 5)
         self.conv2 = nn.Conv2d(6, 16, 5)
@@ -58,9 +52,6 @@ class MLP(nn.Module):
         self, image_size: int = 32, hidden_sizes: Sequence[int] = (200, 50), num_classes: int = 10
     ) -> None:
         super().__init__()
-        if image_size < 1:
-            raise ValueError(f"image_size={image_size} is invalid for the MLP: it must be >= 1")
-        check_hidden_sizes(hidden_sizes)
         layers: list[nn.Module] = [nn.Flatten()]
         in_features = image_size * image_size
         for width in hidden_sizes:
@@ -71,3 +62,8 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
+
+
+# The nets a checkpoint may name (it is loaded without running pickled code, and names no other
+# class): their config `_target_` is mnist_classifier.models.<name>.
+MODELS: dict[str, type[nn.Module]] = {"LeNet": LeNet, "MLP": MLP}

@@ -8,7 +8,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import torch
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
@@ -45,6 +44,7 @@ def git_state(directory: Path) -> dict[str, Any]:
 
 def environment() -> dict[str, Any]:
     """The command, the package versions, the machine's accelerator and the code's git commit."""
+    import torch  # here, not above: Hydra loads this module for every command, --help included
     versions = {}
     for package in PACKAGES:
         try:

@@ -1,6 +1,6 @@
 """The sweep report: every job of a sweep ranked, as a table (CSV, Markdown) and plots (PNG).
 
-Each job of a sweep leaves `job.json` in its run dir (written by the `SweepReport` Hydra callback
+Each job of a sweep leaves `job.json` in its run dir (written by the `JobRecords` Hydra callback
 when the job ends, whether it finished, was pruned or failed). The report reads those records, so
 it can be made again at any time for an existing sweep dir:
 
@@ -11,25 +11,20 @@ import csv
 import json
 import statistics
 import sys
-import time
-import traceback
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import optuna
-import torch
-from hydra.core.utils import JobReturn, JobStatus
-from hydra.experimental.callback import Callback
 from matplotlib import pyplot
 from matplotlib.figure import Figure
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
-from hydra_plugins.mnist_classifier_sweepers.optuna_sweeper import STUDY_FILE
-from mnist_classifier.experiment import describe
+from mnist_classifier.errors import BadInput, entry_point
+from mnist_classifier.job_records import JOB_RECORD
+from mnist_classifier.overrides import override_key
+from mnist_classifier.studies import STUDY_FILE
 
-JOB_RECORD = "job.json"
 METRIC, TEST_METRIC = "val/acc_best", "test/acc"
 STATUS_ORDER = ("finished", "pruned", "failed", "unfinished")
 
@@ -50,48 +45,6 @@ class Job:
         return self.metrics.get(METRIC, float("nan"))
 
 
-class SweepReport(Callback):
-    """Hydra callback: records each job's outcome in its run dir, and reports the sweep at its end.
-
-    A failed job neither stops the sweep nor the report: it is recorded with its error, and the
-    sweep exits non-zero after the report is written and printed.
-    """
-
-    def __init__(self) -> None:
-        self.started = 0.0
-
-    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self.started = time.perf_counter()
-
-    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
-        if config.hydra.mode.name != "MULTIRUN":
-            return
-        record: dict[str, Any] = {
-            "wall_s": round(time.perf_counter() - self.started, 3),
-            "torch_threads": torch.get_num_threads(),
-        }
-        if job_return.status == JobStatus.COMPLETED:
-            record |= {"status": "finished", "metrics": job_return.return_value}
-        else:
-            error = job_return._return_value  # the exception; `return_value` would raise it
-            pruned = isinstance(error, optuna.TrialPruned)
-            record |= {"status": "pruned" if pruned else "failed", "error": describe(error)}
-            if not pruned:
-                record["traceback"] = "".join(traceback.format_exception(error))
-        Path(config.hydra.runtime.output_dir, JOB_RECORD).write_text(json.dumps(record, indent=2))
-
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        sweep_dir = Path(config.hydra.sweep.dir)
-        jobs = write_report(sweep_dir)
-        failed = [job for job in jobs if job.status == "failed"]
-        if failed:
-            # SystemExit, since Hydra turns a callback's exceptions into warnings and exits 0.
-            sys.exit(
-                f"error: {len(failed)} of {len(jobs)} jobs failed, the first {failed[0].name}: "
-                f"{failed[0].error} (see {sweep_dir / 'report.md'})"
-            )
-
-
 def read_jobs(sweep_dir: Path) -> list[Job]:
     """Every job of the sweep: the run dirs holding Hydra's record of their overrides."""
     jobs = []
@@ -105,7 +58,7 @@ def read_jobs(sweep_dir: Path) -> list[Job]:
         jobs.append(
             Job(
                 name=run_dir.name,
-                overrides=job_overrides(run_dir),
+                overrides=run_overrides(run_dir),
                 status=record["status"],
                 error=record.get("error", ""),
                 metrics=record.get("metrics") or {},
@@ -115,13 +68,13 @@ def read_jobs(sweep_dir: Path) -> list[Job]:
     return rank(jobs)
 
 
-def job_overrides(run_dir: Path) -> dict[str, str]:
+def run_overrides(run_dir: Path) -> dict[str, str]:
     """What the job ran with, as its run dir's name shows it: without the keys Hydra leaves out of
     the name (paths, and what the sweeper adds itself, e.g. the Optuna trial number)."""
     hydra_dir = run_dir / ".hydra"
     excluded = OmegaConf.load(hydra_dir / "hydra.yaml").hydra.job.config.override_dirname.exclude_keys
-    pairs = (line.split("=", 1) for line in OmegaConf.load(hydra_dir / "overrides.yaml"))
-    return {key.lstrip("+~"): value for key, value in pairs if key.lstrip("+~") not in excluded}
+    lines = OmegaConf.load(hydra_dir / "overrides.yaml")
+    return {override_key(line): line.split("=", 1)[1] for line in lines if override_key(line) not in excluded}
 
 
 def rank(jobs: list[Job]) -> list[Job]:
@@ -296,14 +249,13 @@ def _numeric_first(value: str) -> tuple[int, float, str]:
         return (1, 0.0, value)
 
 
+@entry_point
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
-        print("usage: python -m mnist_classifier.report SWEEP_DIR", file=sys.stderr)
-        return 2
+        raise BadInput(f"{' '.join(argv) or 'no arguments'} is invalid: python -m mnist_classifier.report SWEEP_DIR")
     sweep_dir = Path(argv[0])
     if not any(sweep_dir.glob("*/.hydra/overrides.yaml")):
-        print(f"error: {sweep_dir} holds no sweep jobs (no */.hydra/overrides.yaml)", file=sys.stderr)
-        return 1
+        raise BadInput(f"{sweep_dir} is invalid: it holds no sweep jobs (no */.hydra/overrides.yaml)")
     write_report(sweep_dir)
     return 0
 

@@ -4,7 +4,7 @@ The sweeper asks the study for trials, runs them as Hydra jobs through the confi
 (one after another, or `n_jobs` at a time), and tells the study each job's objective. The study
 lives in storage (SQLite in the sweep dir by default), so running the same command again continues
 it: finished trials are kept, and `n_trials` counts them all. Each job reports its validation
-metric to its trial every epoch through `trial_pruning`, so that the study's pruner can stop it.
+metric to its trial every epoch through `mnist_classifier.studies.trial_pruning`, so that the study's pruner can stop it.
 
 Written for current Optuna (5.x): the `hydra-optuna-sweeper` package on PyPI pins optuna<3.
 Optuna is imported when a sweep starts, not when Hydra loads its plugins for every run.
@@ -12,7 +12,6 @@ Optuna is imported when a sweep starts, not when Hydra loads its plugins for eve
 
 import json
 import logging
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -23,20 +22,16 @@ from hydra.errors import CompactHydraException
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from hydra_plugins.mnist_classifier_sweepers.grid_sweeper import set_hydra_config
-from mnist_classifier.experiment import describe
+from hydra_plugins.mnist_classifier_sweepers.grid_sweeper import set_hydra_config, start_sweep
+from mnist_classifier.errors import one_line
+from mnist_classifier.studies import TRIAL_NUMBER_KEY, study_storage
 
 if TYPE_CHECKING:
     import optuna
-    from optuna_integration import PyTorchLightningPruningCallback
 
 log = logging.getLogger(__name__)
-
-# The override that tells each job its trial; conf/hparams_search/optuna.yaml declares the key.
-TRIAL_NUMBER_KEY = "callbacks.optuna_pruning.trial_number"
-STUDY_FILE = "optuna.db"  # the study's SQLite file in the sweep dir, unless storage is configured
 
 
 class BadSweep(CompactHydraException):
@@ -83,9 +78,7 @@ class OptunaSweeper(Sweeper):
             if getattr(self, name) < 1:
                 raise BadSweep(f"hydra.sweeper.{name}={getattr(self, name)} is invalid: it must be >= 1")
         search_space, fixed = self._search_space(arguments)
-        sweep_dir = Path(self.config.hydra.sweep.dir)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        sweep_dir = start_sweep(self.config)
 
         storage = study_storage(self.storage, sweep_dir)
         study = optuna.create_study(
@@ -105,7 +98,7 @@ class OptunaSweeper(Sweeper):
 
         while (done := counted(study)) < self.n_trials:
             trials = [study.ask(search_space) for _ in range(min(self.n_jobs, self.n_trials - done))]
-            batch = [job_overrides(fixed, trial) for trial in trials]
+            batch = [trial_overrides(fixed, trial) for trial in trials]
             self.validate_batch_is_legal(batch)
             # Job numbers are trial numbers, so a resumed study's run dirs do not collide.
             for trial, job in zip(trials, self.launcher.launch(batch, trials[0].number), strict=True):
@@ -138,16 +131,10 @@ class OptunaSweeper(Sweeper):
         except optuna.TrialPruned:
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         except Exception as error:  # the job failed, or returned no objective: the study goes on
-            trial.set_user_attr("error", describe(error))
+            trial.set_user_attr("error", one_line(error))
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
         else:
             study.tell(trial, value)
-
-
-def study_storage(storage: str | None, sweep_dir: str | Path) -> str:
-    """The study's storage URL: the configured one, else SQLite in the sweep dir (computed here, not
-    in the config, because Hydra resolves the sweeper's config before `${hydra:...}` works)."""
-    return storage or f"sqlite:///{Path(sweep_dir).resolve()}/{STUDY_FILE}"
 
 
 def counted(study: "optuna.Study") -> int:
@@ -182,7 +169,7 @@ def distribution(override: Override) -> "optuna.distributions.BaseDistribution":
     )
 
 
-def job_overrides(fixed: list[str], trial: "optuna.Trial") -> list[str]:
+def trial_overrides(fixed: list[str], trial: "optuna.Trial") -> list[str]:
     """A trial's job: the fixed overrides, the trial's values, and which trial it is."""
     values = [f"{key}={'null' if value is None else value}" for key, value in trial.params.items()]
     return [*fixed, *values, f"{TRIAL_NUMBER_KEY}={trial.number}"]
@@ -191,31 +178,3 @@ def job_overrides(fixed: list[str], trial: "optuna.Trial") -> list[str]:
 def as_choice(value: Any) -> Any:
     """Optuna's categories must be None, bool, int, float or str: lists become override text."""
     return json.dumps(value, separators=(",", ":")) if isinstance(value, list | dict) else value
-
-
-def trial_pruning(
-    storage: str | None,
-    sweep_dir: str,
-    study_name: str,
-    trial_number: int | None,
-    monitor: str,
-    pruner: "optuna.pruners.BasePruner | None" = None,
-) -> "PyTorchLightningPruningCallback":
-    """The Lightning callback a job runs: reports `monitor` to its trial after every validation and
-    stops the job (raising optuna.TrialPruned) when the pruner says so; a None pruner never prunes."""
-    import optuna
-    from optuna_integration import PyTorchLightningPruningCallback
-
-    if trial_number is None:
-        raise ValueError(
-            f"{TRIAL_NUMBER_KEY} is not set: hparams_search=optuna runs as a sweep, "
-            "python train.py -m hparams_search=optuna"
-        )
-    storage_backend = optuna.storages.get_storage(study_storage(storage, sweep_dir))
-    study = optuna.load_study(
-        study_name=study_name, storage=storage_backend, pruner=pruner or optuna.pruners.NopPruner()
-    )
-    trial_id = storage_backend.get_trial_id_from_study_id_trial_number(
-        storage_backend.get_study_id_from_name(study_name), trial_number
-    )
-    return PyTorchLightningPruningCallback(optuna.trial.Trial(study, trial_id), monitor=monitor)

@@ -1,29 +1,19 @@
-"""TensorBoard dashboards beyond the curves: what the model gets wrong, what it sees, how runs compare.
-
-Each callback writes to the run's TensorBoard loggers and does nothing without one. Images are
+"""The Lightning callbacks that log the dashboards beyond the curves: what the model gets wrong and
+what it sees. Each writes to the run's TensorBoard loggers and does nothing without one. Images are
 drawn at most once per validation epoch; the per-batch work is a confusion-matrix update.
 """
 
-from collections.abc import Iterable, Mapping
 from typing import Any
 
-import numpy as np
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.utilities import rank_zero_only
-from matplotlib import colormaps
-from matplotlib.figure import Figure
-from PIL import Image, ImageDraw, ImageFont
 from torch.utils.tensorboard import SummaryWriter
-from torch.utils.tensorboard.summary import hparams
 from torchmetrics.classification import MulticlassConfusionMatrix
 from torchvision.utils import make_grid
 
-from mnist_classifier.module import Batch
-
-# The metrics the HParams tab shows beside each run's hyperparameters (their last logged values).
-HPARAMS_METRICS = ("val/acc_best", "val/acc", "val/loss", "test/acc", "test/loss")
+from mnist_classifier.batches import Batch
+from mnist_classifier.dashboards.drawing import Misclassified, confusion_image, misclassified_figure
 
 
 def tensorboard_writers(trainer: Trainer) -> list[SummaryWriter]:
@@ -31,55 +21,6 @@ def tensorboard_writers(trainer: Trainer) -> list[SummaryWriter]:
     if not trainer.is_global_zero:
         return []
     return [logger.experiment for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
-
-
-@rank_zero_only
-def log_hyperparameters(
-    trainer: Trainer, params: Mapping[str, Any], metrics: Iterable[str] = HPARAMS_METRICS
-) -> None:
-    """Record the run's hyperparameters in every logger, and declare to TensorBoard's HParams tab
-    the metrics to show beside them, without the placeholder values Lightning would log for them."""
-    for logger in trainer.loggers:
-        logger.log_hyperparams(dict(params))
-    for writer in tensorboard_writers(trainer):
-        for summary in hparams(dict(params), dict.fromkeys(metrics, 0.0)):  # the values are unused
-            writer.file_writer.add_summary(summary)
-
-
-CELL = 36  # pixels a side of a confusion-matrix cell
-
-
-def confusion_image(counts: torch.Tensor, title: str) -> torch.Tensor:
-    """The confusion matrix as an RGB image [3, H, W] (uint8) for both views: each cell coloured by
-    its share of the true class's row (the row-normalised matrix) and labelled with its count;
-    empty cells stay blank. Drawn with PIL: matplotlib took 0.1-0.25 s a validation epoch here,
-    mostly laying out text, which is more than a validation pass."""
-    counts = counts.cpu()
-    classes = len(counts)
-    shares = counts / counts.sum(dim=1, keepdim=True).clamp(min=1)
-    colours = (colormaps["Blues"](shares.numpy())[..., :3] * 255).round().astype("uint8")
-    font = ImageFont.load_default(size=12)
-    left, top = 46, 28  # room for the class axis and the title
-    side = classes * CELL
-    image = Image.new("RGB", (left + side + 8, top + side + 40), "white")
-    draw = ImageDraw.Draw(image)
-    draw.text((left + side / 2, 14), title, fill="black", font=font, anchor="mm")
-    for true in range(classes):
-        for predicted in range(classes):
-            x, y = left + predicted * CELL, top + true * CELL
-            draw.rectangle((x, y, x + CELL - 1, y + CELL - 1), fill=tuple(colours[true, predicted].tolist()))
-            if counts[true, predicted]:
-                colour = "white" if shares[true, predicted] > 0.5 else "black"
-                draw.text((x + CELL / 2, y + CELL / 2), str(int(counts[true, predicted])), colour, font, "mm")
-    for index in range(classes):
-        middle = index * CELL + CELL / 2
-        draw.text((left + middle, top + side + 10), str(index), fill="black", font=font, anchor="mm")
-        draw.text((left - 10, top + middle), str(index), fill="black", font=font, anchor="mm")
-    draw.text((left + side / 2, top + side + 28), "predicted class", fill="black", font=font, anchor="mm")
-    axis_label = Image.new("RGB", (side, 16), "white")
-    ImageDraw.Draw(axis_label).text((side / 2, 8), "true class", fill="black", font=font, anchor="mm")
-    image.paste(axis_label.rotate(90, expand=True), (4, top))
-    return torch.from_numpy(np.array(image)).permute(2, 0, 1)
 
 
 class ConfusionMatrices(Callback):
@@ -139,7 +80,7 @@ class MisclassifiedDigits(Callback):
     def __init__(self, count: int = 32, columns: int = 8) -> None:
         self.count = count
         self.columns = columns
-        self.found: list[tuple[torch.Tensor, int, int, float]] = []
+        self.found: list[Misclassified] = []
 
     def on_test_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.found = []
@@ -166,20 +107,9 @@ class MisclassifiedDigits(Callback):
         if not self.found:
             return
         for writer in tensorboard_writers(trainer):
-            writer.add_figure("test/misclassified", self._figure(), trainer.global_step)
-
-    def _figure(self) -> Figure:
-        rows = -(-len(self.found) // self.columns)
-        figure = Figure(figsize=(1.6 * self.columns, 1.9 * rows))
-        axes = figure.subplots(rows, self.columns, squeeze=False)
-        for axis in axes.flat:
-            axis.axis("off")
-        for axis, (image, label, prediction, probability) in zip(axes.flat, self.found, strict=False):
-            axis.imshow(image.numpy(), cmap="gray")
-            axis.set_title(f"{label} → {prediction} ({probability:.2f})", fontsize=10)
-        figure.suptitle("misclassified test digits: true → predicted (probability)")
-        figure.tight_layout()
-        return figure
+            writer.add_figure(
+                "test/misclassified", misclassified_figure(self.found, self.columns), trainer.global_step
+            )
 
 
 class TrainingInputs(Callback):

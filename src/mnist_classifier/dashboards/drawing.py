@@ -1,0 +1,60 @@
+"""The pictures of the dashboards, drawn from tensors: a confusion matrix, misclassified images."""
+
+import numpy as np
+import torch
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+from PIL import Image, ImageDraw, ImageFont
+
+Misclassified = tuple[torch.Tensor, int, int, float]  # image [H, W], true label, predicted, probability
+
+
+CELL = 36  # pixels a side of a confusion-matrix cell
+
+
+def confusion_image(counts: torch.Tensor, title: str) -> torch.Tensor:
+    """The confusion matrix as an RGB image [3, H, W] (uint8) for both views: each cell coloured by
+    its share of the true class's row (the row-normalised matrix) and labelled with its count;
+    empty cells stay blank. Drawn with PIL, since matplotlib's text layout costs more than a
+    validation pass (docs/benchmarks.md)."""
+    counts = counts.cpu()
+    classes = len(counts)
+    shares = counts / counts.sum(dim=1, keepdim=True).clamp(min=1)
+    colours = (colormaps["Blues"](shares.numpy())[..., :3] * 255).round().astype("uint8")
+    font = ImageFont.load_default(size=12)
+    left, top = 46, 28  # room for the class axis and the title
+    side = classes * CELL
+    image = Image.new("RGB", (left + side + 8, top + side + 40), "white")
+    draw = ImageDraw.Draw(image)
+    draw.text((left + side / 2, 14), title, fill="black", font=font, anchor="mm")
+    for true in range(classes):
+        for predicted in range(classes):
+            x, y = left + predicted * CELL, top + true * CELL
+            draw.rectangle((x, y, x + CELL - 1, y + CELL - 1), fill=tuple(colours[true, predicted].tolist()))
+            if counts[true, predicted]:
+                colour = "white" if shares[true, predicted] > 0.5 else "black"
+                draw.text((x + CELL / 2, y + CELL / 2), str(int(counts[true, predicted])), colour, font, "mm")
+    for index in range(classes):
+        middle = index * CELL + CELL / 2
+        draw.text((left + middle, top + side + 10), str(index), fill="black", font=font, anchor="mm")
+        draw.text((left - 10, top + middle), str(index), fill="black", font=font, anchor="mm")
+    draw.text((left + side / 2, top + side + 28), "predicted class", fill="black", font=font, anchor="mm")
+    axis_label = Image.new("RGB", (side, 16), "white")
+    ImageDraw.Draw(axis_label).text((side / 2, 8), "true class", fill="black", font=font, anchor="mm")
+    image.paste(axis_label.rotate(90, expand=True), (4, top))
+    return torch.from_numpy(np.array(image)).permute(2, 0, 1)
+
+
+def misclassified_figure(found: list[Misclassified], columns: int = 8) -> Figure:
+    """A grid of images, each titled true -> predicted (probability)."""
+    rows = -(-len(found) // columns)
+    figure = Figure(figsize=(1.6 * columns, 1.9 * rows))
+    axes = figure.subplots(rows, columns, squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, (image, label, prediction, probability) in zip(axes.flat, found, strict=False):
+        axis.imshow(image.numpy(), cmap="gray")
+        axis.set_title(f"{label} → {prediction} ({probability:.2f})", fontsize=10)
+    figure.suptitle("misclassified test digits: true → predicted (probability)")
+    figure.tight_layout()
+    return figure

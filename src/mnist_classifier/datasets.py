@@ -1,0 +1,101 @@
+"""The data sets in MNIST's format: where their IDX files are, reading them, downloading them.
+
+Files are read from `<data_dir>/<folder>/raw/` (torchvision's layout), each either as its plain
+IDX file or gzip'd (`.gz`, as the data sets are shipped and as Debian's packages install them).
+"""
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from mnist_classifier.idx import read_idx
+
+IMAGE_SIZE = 28  # the side of every image of these data sets
+FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+@dataclass(frozen=True)
+class DataSet:
+    name: str  # as `data.dataset` names it
+    folder: str  # <data_dir>/<folder>/raw/, as torchvision lays it out
+    classes: tuple[str, ...]
+    torchvision_class: str  # the torchvision.datasets class that can download it
+    variable: str  # the environment variable naming its data dir, as conf/ reads it
+
+
+def default_data_dir(dataset: "DataSet") -> Path:
+    """The data dir the configs use: the data set's environment variable, else ./data."""
+    return Path(os.environ.get(dataset.variable, "data"))
+
+
+DATASETS = {
+    "mnist": DataSet("mnist", "MNIST", tuple(str(digit) for digit in range(10)), "MNIST", "MNIST_DATA_DIR"),
+    "fashion_mnist": DataSet(
+        "fashion_mnist",
+        "FashionMNIST",
+        ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+        "FashionMNIST",
+        "FASHION_MNIST_DATA_DIR",
+    ),
+}
+
+
+def raw_dir(data_dir: str | Path, dataset: DataSet) -> Path:
+    return Path(data_dir) / dataset.folder / "raw"
+
+
+def find_file(folder: Path, name: str) -> Path | None:
+    """The file as it is, or gzip'd."""
+    for candidate in (folder / name, folder / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def missing_files(data_dir: str | Path, dataset: DataSet) -> list[str]:
+    folder = raw_dir(data_dir, dataset)
+    return [name for name in FILES if find_file(folder, name) is None]
+
+
+def download(data_dir: str | Path, dataset: DataSet) -> str | None:
+    """Download the files with torchvision; None when that worked, else why not. A failed download
+    leaves nothing behind: the folders it made are removed, so a later attempt starts clean (and a
+    data folder linked in afterwards is not shadowed by an empty one)."""
+    from torchvision import datasets  # only here: reading the files needs no torchvision
+
+    data_dir = Path(data_dir)
+    folder = raw_dir(data_dir, dataset)
+    made = [path for path in (data_dir, data_dir / dataset.folder, folder) if not path.exists()]
+    there = set(folder.iterdir()) if folder.is_dir() else set()
+    try:
+        for train in (True, False):
+            getattr(datasets, dataset.torchvision_class)(data_dir, train=train, download=True)
+    except (OSError, RuntimeError) as error:
+        for path in set(folder.iterdir()) - there if folder.is_dir() else ():
+            path.unlink()
+        if made:  # the outermost folder that did not exist holds the others
+            shutil.rmtree(made[0], ignore_errors=True)
+        return "the download failed: " + (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return None
+
+
+def read_split(data_dir: str | Path, dataset: DataSet, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The official training or test split: uint8 images [N, 28, 28] and int64 labels [N]."""
+    folder = raw_dir(data_dir, dataset)
+    images_name, labels_name = FILES[:2] if train else FILES[2:]
+    images_file, labels_file = find_file(folder, images_name), find_file(folder, labels_name)
+    if images_file is None or labels_file is None:
+        raise FileNotFoundError(f"{folder} lacks {images_name} or {labels_name}")
+    images = read_idx(images_file, (None, IMAGE_SIZE, IMAGE_SIZE))
+    labels = read_idx(labels_file, (None,))
+    if len(images) != len(labels):
+        raise ValueError(f"{images_file} holds {len(images)} images but {labels_file} {len(labels)} labels")
+    if len(labels) and int(labels.max()) >= len(dataset.classes):
+        raise ValueError(
+            f"{labels_file} holds label {int(labels.max())}: the labels of {dataset.name} are 0 to "
+            f"{len(dataset.classes) - 1}"
+        )
+    return images, labels.long()

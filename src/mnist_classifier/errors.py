@@ -1,0 +1,101 @@
+"""The one failure policy of every entry point (train, eval, predict, export, serve, report).
+
+Bad input (a value, a file, a checkpoint the user can fix) is refused before any work with one
+line, `error: <what> is invalid: <what is allowed>`, and exit status 2. A failure during the work
+itself is one line on stderr and exit status 1; its traceback goes to the run's log where there
+is one. HYDRA_FULL_ERROR=1 shows the traceback instead, as Hydra does.
+"""
+
+import argparse
+import functools
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import NoReturn, TypeVar
+
+from hydra.errors import InstantiationException
+
+BAD_INPUT_STATUS = 2
+FAILURE_STATUS = 1
+log = logging.getLogger(__name__)
+
+
+class BadInput(ValueError):
+    """Input the user can fix; the message names the value and what is allowed, on one line."""
+
+
+def one_line(error: BaseException) -> str:
+    """An error as one line: the message, else its type. Hydra's instantiate wraps the errors of
+    the constructors it calls: those are shown as the constructor raised them."""
+    if isinstance(error, InstantiationException) and error.__cause__ is not None:
+        error = error.__cause__
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+@contextmanager
+def reading_input() -> Iterator[None]:
+    """Errors raised while the user's input (config, files, checkpoints) is read and checked, before
+    the work starts, are bad input: constructors and readers raise ValueError or FileNotFoundError."""
+    try:
+        yield
+    except BadInput:
+        raise
+    except (ValueError, FileNotFoundError, InstantiationException) as error:
+        raise BadInput(one_line(error)) from error
+
+
+def full_errors() -> bool:
+    return os.environ.get("HYDRA_FULL_ERROR") == "1"
+
+
+def refuse(error: BaseException) -> NoReturn:
+    """Bad input: one line, exit status 2."""
+    print(f"error: {one_line(error)}", file=sys.stderr)
+    sys.exit(BAD_INPUT_STATUS)
+
+
+def fail(error: BaseException) -> NoReturn:
+    """A failure during the work: one line, the traceback in the log's file (if any), status 1."""
+    log.debug("traceback of the failure", exc_info=error)
+    print(f"error: {one_line(error)}", file=sys.stderr)
+    sys.exit(FAILURE_STATUS)
+
+
+@contextmanager
+def failure_policy(in_sweep: bool = False) -> Iterator[None]:
+    """Errors inside the block become one line and an exit status: 2 for BadInput, 1 for anything
+    else. In a sweep they are left to fail the job, and the sweep goes on (its report lists them)."""
+    try:
+        yield
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except Exception as error:
+        if in_sweep or full_errors():
+            raise
+        if isinstance(error, BadInput):
+            refuse(error)
+        fail(error)
+
+
+Main = TypeVar("Main", bound=Callable[..., int | None])
+
+
+def entry_point(main: Main) -> Main:
+    """A command's main function, run under the failure policy."""
+
+    @functools.wraps(main)
+    def guarded(*args, **kwargs):
+        with failure_policy():
+            return main(*args, **kwargs)
+
+    return guarded  # type: ignore[return-value]
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse under the failure policy: a bad command line is one line and exit status 2, not
+    argparse's usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        raise BadInput(f"{self.prog}: {message} (see {self.prog} --help)")
