@@ -1,12 +1,17 @@
-"""Sweeps as a user runs them (`python train.py -m ...` on the tiny IDX data), and the sweep report."""
+"""Sweeps as a user runs them (`python train.py -m ...` on the tiny IDX data): grids, Optuna studies
+shared by several workers in PostgreSQL (a throwaway server, tests/postgres.py) and in a journal
+file, SLURM's launcher and requeue, DDP inside a sweep, and the sweep report."""
 
 import csv
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -18,26 +23,49 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from hydra_plugins.mnist_classifier_sweepers import optuna_sweeper
+from mnist_classifier.errors import BadInput
+from mnist_classifier.overrides import override_key
 from mnist_classifier.report import main as report_main
+from mnist_classifier.resume import resume_point
+from mnist_classifier.studies import open_storage, trial_pruning
 
 from .conftest import CONF_DIR, ROOT, run_script, user_environment
+from .postgres import Server, free_port, postgres_server
 
-# A few batches per job: 80 training images in batches of 16, one or two epochs.
-TINY_JOB = ["data.val_size=40", "data.batch_size=16", "trainer.max_epochs=2", "trainer.log_every_n_steps=1"]
-
-
-def sweep_command(*overrides: str) -> list[str]:
-    return [sys.executable, str(ROOT / "train.py"), "-m", *TINY_JOB, *overrides]
+# One epoch of a few batches: 80 training images in batches of 16.
+TINY_JOB = ["data.val_size=40", "data.batch_size=16", "trainer.max_epochs=1"]
+# Workers notice a dead worker's trial within seconds.
+QUICK_HEARTBEAT = ["hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=3"]
 
 
 def sweep(*overrides: str, data_dir: Path, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     """A sweep as a user starts it; outputs/ is under `cwd` unless the overrides say otherwise."""
     return run_script("train.py", "-m", *TINY_JOB, *overrides, data_dir=data_dir, cwd=cwd)
+
+
+def start(args: list[str], data_dir: Path, log: Path, **env: str) -> subprocess.Popen:
+    """train.py started as a user would, in its own process group, its output in `log`."""
+    with log.open("w") as output:
+        return subprocess.Popen(
+            [sys.executable, str(ROOT / "train.py"), *args],
+            cwd=log.parent,
+            env=user_environment(data_dir) | env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
 
 
 def report_rows(sweep_dir: Path) -> list[dict[str, str]]:
@@ -57,167 +85,463 @@ def hparams_sessions(sweep_dir: Path) -> dict[str, list]:
     return sessions
 
 
-def test_a_grid_runs_every_combination_each_in_a_run_dir_named_by_its_overrides(
+def trials_of(storage: str, study_name: str) -> list[FrozenTrial]:
+    return optuna.load_study(study_name=study_name, storage=open_storage(storage)).trials
+
+
+def retried_from(trial: FrozenTrial) -> int | None:
+    with warnings.catch_warnings(category=optuna.exceptions.ExperimentalWarning, action="ignore"):
+        return optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
+
+
+def composed(*overrides: str):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    return cfg
+
+
+# -- grids and launchers ------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_grid_runs_every_combination_in_run_dirs_named_by_their_overrides_past_failed_jobs(
     tiny_mnist: Path, tmp_path: Path
 ) -> None:
+    # 500 validation images: more than the tiny data has, which only the job finds out.
     result = sweep(
-        "model=lenet,mlp", "optimizer.lr=0.1,0.01", f"hydra.sweep.dir={tmp_path}", data_dir=tiny_mnist
+        "model=lenet,mlp", "data.val_size=40,500", f"hydra.sweep.dir={tmp_path}", data_dir=tiny_mnist
     )
-    assert result.returncode == 0, result.stderr
-    expected = {
-        f"{number}_data.batch_size=16,data.val_size=40,model={model},optimizer.lr={lr},"
-        "trainer.log_every_n_steps=1,trainer.max_epochs=2"
-        for number, (model, lr) in enumerate(
-            [("lenet", "0.1"), ("lenet", "0.01"), ("mlp", "0.1"), ("mlp", "0.01")]
-        )
-    }
-    assert {path.name for path in tmp_path.iterdir() if path.is_dir()} == expected
+    names = [
+        f"{number}_data.batch_size=16,data.val_size={size},model={model},trainer.max_epochs=1"
+        for number, (size, model) in enumerate([(40, "lenet"), (40, "mlp"), (500, "lenet"), (500, "mlp")])
+    ]
+    assert {path.name for path in tmp_path.iterdir() if path.is_dir()} == set(names)
 
-    # TensorBoard over the sweep dir: one run per job, each with one HParams entry holding its values.
+    # A failed job stops neither the others nor the report; the sweep then exits 1 with one line.
+    assert result.returncode == 1
+    error = "data.val_size=500 is invalid: it must be smaller than the 120 training images"
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"error: 2 of 4 jobs failed, the first {names[2]}: {error}")
+    )
+
+    # TensorBoard over the sweep dir: one run per job that trained, its HParams entry holding its values.
     sessions = hparams_sessions(tmp_path)
-    assert set(sessions) == expected
-    for run_name, entries in sessions.items():
-        (hparams,) = entries
+    assert set(sessions) == {names[0], names[1]}
+    for run_name, (hparams,) in sessions.items():
         assert f"model={hparams['model'].string_value}," in run_name
-        assert f"optimizer.lr={hparams['optimizer.lr'].number_value:g}," in run_name
 
-    # The report: ranked by best val accuracy, printed and saved as CSV, Markdown and PNG.
+    # The report: finished jobs ranked by best val accuracy, then the failed ones with their error.
     rows = report_rows(tmp_path)
-    assert {row["run_dir"] for row in rows} == expected
-    assert all(row["status"] == "finished" and row["epochs"] == "2" for row in rows)
-    scores = [float(row["best_val_acc"]) for row in rows]
+    assert [row["status"] for row in rows] == ["finished", "finished", "failed", "failed"]
+    scores = [float(row["best_val_acc"]) for row in rows[:2]]
     assert scores == sorted(scores, reverse=True)
-    for row in rows:
+    for row in rows[:2]:
         record = json.loads((tmp_path / row["run_dir"] / "job.json").read_text())
         assert float(row["best_val_acc"]) == record["metrics"]["val/acc_best"]
-        assert float(row["test_acc"]) == record["metrics"]["test/acc"]
+        assert row["epochs"] == "1"
+    for row in rows[2:]:
+        assert row["error"] == error
+        assert "Traceback" in json.loads((tmp_path / row["run_dir"] / "job.json").read_text())["traceback"]
     assert (tmp_path / "report.md").read_text() in result.stdout
     assert (tmp_path / "report.png").stat().st_size > 0
 
 
-def test_a_failing_job_does_not_stop_the_others_and_is_reported_with_its_error(
-    tiny_mnist: Path, tmp_path: Path
-) -> None:
-    result = sweep(
-        "optimizer.lr=-1,0.1", "trainer.max_epochs=1", f"hydra.sweep.dir={tmp_path}", data_dir=tiny_mnist
+@pytest.mark.slow
+def test_parallel_jobs_split_the_cores_and_each_get_their_own_gpu(tiny_mnist: Path, tmp_path: Path) -> None:
+    # Two GPUs as far as the sweep can tell (this machine has none: the jobs train on the CPU).
+    process = start(
+        ["-m", *TINY_JOB, "hydra/launcher=parallel", "seed=1,2", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+        tiny_mnist,
+        tmp_path / "sweep.log",
+        CUDA_VISIBLE_DEVICES="0,1",
     )
-    assert result.returncode != 0
-    last_line = result.stderr.strip().splitlines()[-1]
-    assert last_line.startswith("error: 1 of 2 jobs failed, the first 0_")
-    assert "optimizer.lr=-1 is invalid" in last_line
+    assert process.wait(timeout=600) == 0, (tmp_path / "sweep.log").read_text()
+    assert "Joblib.Parallel(n_jobs=2" in (tmp_path / "sweep.log").read_text()
+    records = {
+        path.parent.name[0]: json.loads(path.read_text()) for path in (tmp_path / "sweep").glob("*/job.json")
+    }
+    assert {number: record["status"] for number, record in records.items()} == {
+        "0": "finished",
+        "1": "finished",
+    }
+    # Job k sees GPU k mod 2 only; each job's torch gets half the cores, not all of them.
+    assert {number: record["cuda_visible_devices"] for number, record in records.items()} == {
+        "0": "0",
+        "1": "1",
+    }
+    assert {record["torch_threads"] for record in records.values()} == {max(1, joblib.cpu_count() // 2)}
+    assert "## Across seeds" in (tmp_path / "sweep" / "report.md").read_text()
 
-    failed, finished = sorted(report_rows(tmp_path), key=lambda row: row["status"])
-    assert (
-        finished["status"] == "finished" and finished["optimizer.lr"] == "0.1" and finished["epochs"] == "1"
-    )
-    assert failed["status"] == "failed" and failed["rank"] == "2"
-    assert failed["error"] == "optimizer.lr=-1 is invalid: the learning rate must be > 0"
-    record = json.loads((tmp_path / failed["run_dir"] / "job.json").read_text())
-    assert "Traceback" in record["traceback"]
-    assert "| failed: optimizer.lr=-1 is invalid" in result.stdout
+
+def test_trials_at_a_time_come_from_the_launcher_and_slurm_is_told_to_signal_lightning() -> None:
+    study = ["hparams_search=optuna"]
+    assert composed(*study).hydra.sweeper.n_jobs == 1
+    assert composed(*study, "hydra/launcher=parallel").hydra.sweeper.n_jobs == 2
+    slurm = composed(*study, "hydra/launcher=slurm", "hydra.launcher.array_parallelism=8").hydra
+    assert slurm.launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert slurm.sweeper.n_jobs == 8
+    # SLURM sends the signal on which Lightning saves a checkpoint and requeues the job.
+    assert slurm.launcher.additional_parameters.signal == "USR1@120"
+    assert composed().hydra.sweeper._target_.endswith("grid_sweeper.GridSweeper")  # -m without a study
 
 
-def test_parallel_jobs_split_the_cores_between_them(tiny_mnist: Path, tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_submitit_runs_a_batch_of_n_jobs_trials_at_once(tiny_mnist: Path, tmp_path: Path) -> None:
     result = sweep(
-        "hydra/launcher=parallel",
-        "seed=1,2",
-        "trainer.max_epochs=1",
-        f"hydra.sweep.dir={tmp_path}",
-        data_dir=tiny_mnist,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "Joblib.Parallel(n_jobs=2" in result.stderr + result.stdout
-    records = [json.loads(path.read_text()) for path in tmp_path.glob("*/job.json")]
-    assert [record["status"] for record in records] == ["finished", "finished"]
-    # Two jobs at once: each job's torch gets half the cores, not all of them.
-    assert {record["torch_threads"] for record in records} == {max(1, joblib.cpu_count() // 2)}
-    assert "## Across seeds" in (tmp_path / "report.md").read_text()
-
-
-def test_submitit_runs_the_sweep_through_its_local_executor(tiny_mnist: Path, tmp_path: Path) -> None:
-    result = sweep(
+        "hparams_search=optuna",
         "hydra/launcher=submitit_local",
         "hydra.launcher.timeout_min=5",
-        "model=lenet,mlp",
-        "trainer.max_epochs=1",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.n_jobs=2",
         f"hydra.sweep.dir={tmp_path}",
         data_dir=tiny_mnist,
     )
     assert result.returncode == 0, result.stderr
-    rows = report_rows(tmp_path)
-    assert sorted(row["model"] for row in rows) == ["lenet", "mlp"]
-    assert all(row["status"] == "finished" for row in rows)
-    assert list((tmp_path / ".submitit").rglob("*_result.pkl"))  # the jobs ran as submitit jobs
+    first, second = trials_of(f"sqlite:///{tmp_path}/optuna.db", "lenet")
+    assert first.state == second.state == TrialState.COMPLETE
+    # One batch: both trials started before either ended, each as a submitit job in its own run dir.
+    assert max(first.datetime_start, second.datetime_start) < min(
+        first.datetime_complete, second.datetime_complete
+    )
+    assert len(list((tmp_path / ".submitit").rglob("*_result.pkl"))) == 2
+    assert sorted(path.parent.name[0] for path in tmp_path.glob("*/job.json")) == ["0", "1"]
 
 
-def test_the_slurm_launcher_config_is_submitits_slurm_launcher() -> None:
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=["hydra/launcher=slurm"], return_hydra_config=True)
-    GlobalHydra.instance().clear()
-    launcher = cfg.hydra.launcher
-    assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
-    assert (launcher.cpus_per_task, launcher.gpus_per_node, launcher.tasks_per_node) == (4, 1, 1)
-    assert "partition" in launcher and "array_parallelism" in launcher
+# -- workers sharing a study --------------------------------------------------------------------
 
 
-def wait_for(condition, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.2)
+@dataclass
+class Worker:
+    sweep_dir: Path
+    process: subprocess.Popen
+
+    @property
+    def log(self) -> str:
+        return (self.sweep_dir.parent / f"{self.sweep_dir.name}.log").read_text()
+
+    def run_dirs(self) -> list[Path]:
+        return sorted(path.parent.parent for path in self.sweep_dir.glob("*/.hydra/overrides.yaml"))
 
 
-def test_an_optuna_study_killed_mid_trial_continues_to_its_total_with_earlier_trials_kept(
+@dataclass
+class Round:
+    n_trials: int
+    workers: list[Worker]
+    counted: int = 0  # the study's trials that count towards n_trials once the round's workers ended
+
+
+@dataclass
+class SharedStudy:
+    storage: str
+    name: str
+    rounds: list[Round]
+    victim_trial: int | None = None  # the trial of the worker killed mid-trial
+
+    @property
+    def trials(self) -> list[FrozenTrial]:
+        return trials_of(self.storage, self.name)
+
+
+def start_worker(study: SharedStudy, n_trials: int, sweep_dir: Path, data_dir: Path, *extra: str) -> Worker:
+    """A worker of the shared study; the `extra` overrides replace those of TINY_JOB."""
+    job = [line for line in TINY_JOB if override_key(line) not in {override_key(other) for other in extra}]
+    args = ["-m", "hparams_search=optuna", *job, *QUICK_HEARTBEAT, f"hydra.sweep.dir={sweep_dir}"]
+    args += [f"hydra.sweeper.storage={study.storage}", f"hydra.sweeper.study_name={study.name}"]
+    args += [f"hydra.sweeper.n_trials={n_trials}", *extra]
+    return Worker(sweep_dir, start(args, data_dir, sweep_dir.parent / f"{sweep_dir.name}.log"))
+
+
+def counted(trials: list[FrozenTrial]) -> int:
+    """The trials that count towards n_trials: finished ones, but for dead workers' retried trials."""
+    retried = {retried_from(trial) for trial in trials}
+    return sum(trial.state.is_finished() and trial.number not in retried for trial in trials)
+
+
+def run_rounds(study: SharedStudy, base: Path, data_dir: Path, counts: tuple[int, int]) -> SharedStudy:
+    """Workers started together, `counts[0]` of them to reach 3 trials, then `counts[1]` to 3 more."""
+    for number, workers in enumerate(counts):
+        n_trials = (counted(study.trials) if number else 0) + 3
+        started = [
+            start_worker(study, n_trials, base / f"round{number}-{k}", data_dir) for k in range(workers)
+        ]
+        for worker in started:
+            assert worker.process.wait(timeout=600) == 0, worker.log
+        study.rounds.append(Round(n_trials, started, counted(study.trials)))
+    return study
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Server]:
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def postgres_study(
+    postgres: Server, tiny_mnist: Path, tmp_path_factory: pytest.TempPathFactory
+) -> SharedStudy:
+    """Two workers started together on a PostgreSQL study, then three, one of them killed mid-trial."""
+    base = tmp_path_factory.mktemp("postgres_workers")
+    study = SharedStudy(postgres.url(), "shared", [])
+    run_rounds(study, base, tiny_mnist, (2,))
+    n_trials = counted(study.trials) + 4
+    # The worker to kill runs long trials, so that it is still in one when the others are in theirs.
+    victim = start_worker(study, n_trials, base / "round1-victim", tiny_mnist, "trainer.max_epochs=500")
+    wait_for(victim.run_dirs)
+    others = [start_worker(study, n_trials, base / f"round1-{k}", tiny_mnist) for k in range(2)]
+    wait_for(lambda: all(worker.run_dirs() for worker in others))
+    running = {trial.number for trial in study.trials if trial.state == TrialState.RUNNING}
+    (study.victim_trial,) = {int(path.name.split("_")[0]) for path in victim.run_dirs()} & running
+    victim.process.send_signal(signal.SIGKILL)
+    for worker in others:
+        assert worker.process.wait(timeout=600) == 0, worker.log
+    victim.process.wait()
+    study.rounds.append(Round(n_trials, [victim, *others], counted(study.trials)))
+    return study
+
+
+@pytest.fixture(scope="module")
+def journal_study(tiny_mnist: Path, tmp_path_factory: pytest.TempPathFactory) -> SharedStudy:
+    """Two workers started together on a journal file, then three."""
+    base = tmp_path_factory.mktemp("journal_workers")
+    return run_rounds(SharedStudy(str(base / "journal.log"), "shared", []), base, tiny_mnist, (2, 3))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shared", ["postgres_study", "journal_study"])
+def test_workers_started_together_finish_n_trials_between_them(shared: str, request) -> None:
+    study: SharedStudy = request.getfixturevalue(shared)
+    for done in study.rounds:
+        # N workers reach n_trials, not N times it; racing ones may overshoot by at most N - 1.
+        assert done.n_trials <= done.counted <= done.n_trials + len(done.workers) - 1
+    # No trial failed because another worker started: the only failure is the killed worker's.
+    failed = [trial.number for trial in study.trials if trial.state == TrialState.FAIL]
+    assert failed == ([study.victim_trial] if study.victim_trial is not None else [])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shared", ["postgres_study", "journal_study"])
+def test_each_trial_has_its_run_dir_and_tensorboard_run_and_the_reports_list_every_trial(
+    shared: str, request
+) -> None:
+    study: SharedStudy = request.getfixturevalue(shared)
+    workers = [worker for done in study.rounds for worker in done.workers]
+    run_dirs = {int(path.name.split("_")[0]): path for worker in workers for path in worker.run_dirs()}
+    for trial in study.trials:
+        assert (
+            trial.number in run_dirs
+        )  # named by its trial number, in the sweep dir of the worker that ran it
+        if trial.number != study.victim_trial:
+            assert list(run_dirs[trial.number].glob("events.out.tfevents.*"))
+            assert trial.user_attrs["job"]["run_dir"] == str(run_dirs[trial.number])
+    # The report of each worker of the last round is the study's: every trial, whichever worker ran it.
+    numbers = sorted(str(trial.number) for trial in study.trials)
+    values = {str(trial.number): trial.value for trial in study.trials}
+    for worker in study.rounds[-1].workers:
+        if worker.process.returncode == 0:
+            rows = report_rows(worker.sweep_dir)
+            assert sorted(row["run_dir"].split("_")[0] for row in rows) == numbers
+            for row in rows:
+                if row["status"] == "finished":
+                    assert float(row["best_val_acc"]) == pytest.approx(values[row["run_dir"].split("_")[0]])
+
+
+@pytest.mark.slow
+def test_a_killed_workers_trial_is_found_by_its_heartbeat_and_run_again_by_another(
+    postgres_study: SharedStudy,
+) -> None:
+    trials = postgres_study.trials
+    killed = trials[postgres_study.victim_trial]
+    assert killed.state == TrialState.FAIL and "job" not in killed.user_attrs
+    (retry,) = [trial for trial in trials if retried_from(trial) == killed.number]
+    assert retry.state == TrialState.COMPLETE and retry.params == killed.params
+    # Run by a worker that lived, in its sweep dir; the other workers' trials all finished.
+    _, *others = postgres_study.rounds[-1].workers
+    assert any(path.name.startswith(f"{retry.number}_") for worker in others for path in worker.run_dirs())
+    assert all(trial.state == TrialState.COMPLETE for trial in trials if trial.number != killed.number)
+    rows = {row["run_dir"].split("_")[0]: row for row in report_rows(others[0].sweep_dir)}
+    assert rows[str(killed.number)]["status"] == "failed"
+    assert (
+        rows[str(killed.number)]["error"]
+        == f"its worker stopped sending heartbeats; retried as trial {retry.number}"
+    )
+
+
+@pytest.mark.slow
+def test_optuna_dashboard_shows_the_shared_study(postgres_study: SharedStudy, tmp_path: Path) -> None:
+    port = free_port()
+    with (tmp_path / "dashboard.log").open("w") as log:
+        dashboard = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "optuna-dashboard"),
+                postgres_study.storage,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+
+        def studies() -> list[dict] | None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5) as response:
+                    return json.load(response)["study_summaries"]
+            except OSError:
+                return None
+
+        wait_for(studies, timeout=60)
+        (shown,) = studies()
+        assert shown["study_name"] == postgres_study.name
+    finally:
+        dashboard.terminate()
+        dashboard.wait()
+
+
+# -- bad input ----------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "case", ["unreachable", "wrong password", "journal in a missing folder", "direction"]
+)
+def test_a_storage_or_study_that_cannot_be_used_is_one_line_before_any_trial(
+    case: str, postgres: Server, tiny_mnist: Path, tmp_path: Path
+) -> None:
+    storage, allowed = {
+        "unreachable": (postgres.url(port=free_port()), "Connection refused"),
+        "wrong password": (
+            postgres.url(password="wrong"),
+            'password authentication failed for user "sweeper"',
+        ),
+        "journal in a missing folder": (
+            str(tmp_path / "missing" / "journal.log"),
+            f"no folder {tmp_path}/missing",
+        ),
+        "direction": (f"sqlite:///{tmp_path}/optuna.db", "is to minimize; give that direction"),
+    }[case]
+    if case == "direction":
+        optuna.create_study(study_name="lenet", storage=storage, direction="minimize")
+    result = sweep(
+        "hparams_search=optuna",
+        f"hydra.sweeper.storage={storage}",
+        f"hydra.sweep.dir={tmp_path}",
+        data_dir=tiny_mnist,
+    )
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    key = "hydra.sweeper.direction=maximize" if case == "direction" else "hydra.sweeper.storage="
+    assert line.startswith(f"error: {key}") and " is invalid: " in line and allowed in line
+    assert "sweeper-secret" not in line  # a URL's password is not shown
+    assert not list(tmp_path.glob("*/.hydra"))  # no job started
+
+
+# -- DDP and SLURM requeue ----------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_ddp_trial_runs_its_ranks_in_its_own_run_dir_without_a_sweep_per_rank(
     tiny_mnist: Path, tmp_path: Path
 ) -> None:
-    sweep_dir = tmp_path / "outputs" / "studies" / "lenet"
-    overrides = ["hparams_search=optuna", "hydra.sweeper.n_trials=4"]
-    storage = f"sqlite:///{sweep_dir}/optuna.db"
-
-    # Started like a user would, and killed (SIGKILL) while its third trial runs.
-    process = subprocess.Popen(
-        sweep_command(*overrides),
-        cwd=tmp_path,
-        env=user_environment(tiny_mnist),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
+    ddp = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
+    result = sweep(
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=1",
+        *ddp,
+        f"paths.log_dir={tmp_path}",
+        data_dir=tiny_mnist,
     )
-    try:
-        # Hydra writes overrides.yaml last of a job's .hydra files; then the job starts to train.
-        wait_for(lambda: any(sweep_dir.glob("2_*/.hydra/overrides.yaml")) or process.poll() is not None)
-        time.sleep(0.5)
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    before = optuna.load_study(study_name="lenet", storage=storage).trials
-    assert all(trial.state in (TrialState.COMPLETE, TrialState.PRUNED) for trial in before[:2])
-    assert before[2].state == TrialState.RUNNING and len(before) == 3
-
-    result = sweep(*overrides, data_dir=tiny_mnist, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    after = optuna.load_study(study_name="lenet", storage=storage).trials
-    for old, new in zip(before[:2], after[:2], strict=True):  # the finished trials, untouched
-        assert (new.state, new.params, new.values) == (old.state, old.params, old.values)
-    assert after[2].state == TrialState.FAIL  # the killed trial: failed, not counted
-    assert [trial.number for trial in after] == [0, 1, 2, 3, 4]
-    counted = [trial for trial in after if trial.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-    assert len(counted) == 4
+    # One sweep and one trial: rank 1 ran rank 0's job, not a sweep of its own.
+    assert [path.relative_to(tmp_path).as_posix() for path in tmp_path.glob("*/*")] == ["studies/lenet"]
+    sweep_dir = tmp_path / "studies" / "lenet"
+    (trial,) = trials_of(f"sqlite:///{sweep_dir}/optuna.db", "lenet")
+    assert trial.state == TrialState.COMPLETE
+    (run_dir,) = (path.parent for path in sweep_dir.glob("*/job.json"))
+    assert run_dir.name.startswith("0_")
+    assert (result.stdout + result.stderr).count("test accuracy:") == 1  # one summary, from rank 0
+    # 80 training images over 2 processes: 40 each, 3 batches of 16, so 3 optimizer steps.
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 3
 
-    # Each trial reported val/acc per epoch, and its run dir is named by its trial number.
-    assert all(trial.intermediate_values for trial in counted)
-    rows = {row["run_dir"].split("_", 1)[0]: row for row in report_rows(sweep_dir)}
-    assert set(rows) == {"0", "1", "2", "3", "4"}
-    assert rows["2"]["status"] == "unfinished"
-    assert "callbacks.optuna_pruning.trial_number" not in rows["2"]  # the sweeper's, not a swept value
-    for trial in counted:
-        row = rows[str(trial.number)]
-        assert row["status"] == {TrialState.COMPLETE: "finished", TrialState.PRUNED: "pruned"}[trial.state]
-        assert f"optimizer={trial.params['optimizer']}," in row["run_dir"]
-        if trial.state == TrialState.COMPLETE:
-            assert float(row["best_val_acc"]) == pytest.approx(trial.value)
-    assert (sweep_dir / "optuna_history.png").exists()
+
+@pytest.mark.slow
+def test_a_requeued_slurm_job_continues_from_its_checkpoint_with_its_step_count(
+    tiny_mnist: Path, tmp_path: Path
+) -> None:
+    # SLURM as Lightning sees it in a job, and an scontrol that records the requeue it is asked for.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    scontrol = bin_dir / "scontrol"
+    scontrol.write_text(f'#!/bin/sh\necho "$@" > {tmp_path / "requeued"}\n')
+    scontrol.chmod(0o755)
+    slurm = {
+        "SLURM_JOB_ID": "4242",
+        "SLURM_JOB_NAME": "train",
+        "SLURM_NTASKS": "1",
+        "SLURM_NTASKS_PER_NODE": "1",
+    }
+    slurm |= {"SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0", "SLURM_NODELIST": "localhost"}
+    slurm["PATH"] = f"{bin_dir}:{user_environment(tiny_mnist)['PATH']}"
+    run_dir = tmp_path / "run"
+    args = ["data.val_size=40", "data.batch_size=16", "trainer.max_epochs=8", f"hydra.run.dir={run_dir}"]
+    args += ["callbacks.last_checkpoint.every_n_train_steps=1", "trainer.accelerator=cpu"]
+
+    job = start(args, tiny_mnist, tmp_path / "first.log", **slurm)
+    wait_for(lambda: (run_dir / "checkpoints" / "last.ckpt").exists() or job.poll() is not None)
+    job.send_signal(signal.SIGUSR1)  # what SLURM sends signal_delay_s before the job's end
+    wait_for(lambda: (tmp_path / "requeued").exists() or job.poll() is not None)
+    job.send_signal(signal.SIGTERM)  # then SLURM stops the job it requeued
+    assert job.wait(timeout=600) == 1
+    first = (tmp_path / "first.log").read_text()
+    assert (tmp_path / "requeued").read_text().split() == ["requeue", "4242"], first
+    assert "stopped by SIGTERM" in first
+    saved = torch.load(next(run_dir.glob("hpc_ckpt_*.ckpt")), weights_only=True)["global_step"]
+    assert 0 < saved < 40
+
+    again = start(args, tiny_mnist, tmp_path / "again.log", **slurm, SLURM_RESTART_COUNT="1")
+    assert again.wait(timeout=600) == 0, (tmp_path / "again.log").read_text()
+    assert f"Restoring states from the checkpoint path at {run_dir}" in (tmp_path / "again.log").read_text()
+    # 8 epochs of 5 steps in all, as if never stopped.
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 40
+
+
+@pytest.fixture
+def in_run_dir(compose_config: Callable, tmp_path: Path) -> Path:
+    """Hydra's runtime set as in a run whose dir is tmp_path/run (conftest's compose_config)."""
+    compose_config()
+    return tmp_path / "run"
+
+
+def test_ckpt_path_last_resumes_a_fixed_run_dirs_own_checkpoint(in_run_dir: Path, tmp_path: Path) -> None:
+    own = in_run_dir / "checkpoints" / "last.ckpt"
+    own.parent.mkdir(parents=True)
+    own.write_bytes(b"")
+    # Whatever its overrides were: the run dir is the one the user named.
+    assert resume_point("last", tmp_path / "outputs", ["trainer.max_epochs=9"]) == (own, in_run_dir)
+
+
+def test_on_slurm_a_run_dir_holding_checkpoints_resumes_the_newest(
+    in_run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert resume_point(None, tmp_path, []) == (None, None)
+    (in_run_dir / "checkpoints").mkdir(parents=True)
+    (in_run_dir / "checkpoints" / "last.ckpt").write_bytes(b"")
+    time.sleep(0.01)  # distinct modification times
+    hpc = in_run_dir / "hpc_ckpt_1.ckpt"
+    hpc.write_bytes(b"")
+    assert resume_point(None, tmp_path, []) == (None, None)  # not on SLURM: a new start
+    monkeypatch.setenv("SLURM_NTASKS", "1")
+    monkeypatch.setenv("SLURM_JOB_NAME", "train")
+    assert resume_point(None, tmp_path, []) == (hpc, in_run_dir)
+
+
+# -- the study's parts --------------------------------------------------------------------------
 
 
 def test_the_pruning_callback_stops_a_trial_below_the_median_and_never_without_a_pruner(
@@ -237,33 +561,17 @@ def test_the_pruning_callback_stops_a_trial_below_the_median_and_never_without_a
     median = optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0)
     hopeless = study.ask()
     with pytest.raises(optuna.TrialPruned):
-        validate(
-            optuna_sweeper.trial_pruning(None, str(tmp_path), "s", hopeless.number, "val/acc", median), 0.1
-        )
+        validate(trial_pruning(None, str(tmp_path), "s", hopeless.number, "val/acc", median), 0.1)
     promising = study.ask()
-    validate(
-        optuna_sweeper.trial_pruning(None, str(tmp_path), "s", promising.number, "val/acc", median), 0.95
-    )
+    validate(trial_pruning(None, str(tmp_path), "s", promising.number, "val/acc", median), 0.95)
     unpruned = study.ask()
-    validate(optuna_sweeper.trial_pruning(None, str(tmp_path), "s", unpruned.number, "val/acc", None), 0.1)
+    validate(trial_pruning(None, str(tmp_path), "s", unpruned.number, "val/acc", None), 0.1)
     reported = optuna.load_study(study_name="s", storage=storage).trials
     assert [reported[trial.number].intermediate_values for trial in (hopeless, promising, unpruned)] == [
         {0: 0.1},
         {0: 0.95},
         {0: 0.1},
     ]
-
-
-def test_hparams_search_refuses_to_run_outside_a_sweep(tiny_mnist: Path, tmp_path: Path) -> None:
-    result = run_script(
-        "train.py", "hparams_search=optuna", *TINY_JOB, f"hydra.run.dir={tmp_path}", data_dir=tiny_mnist
-    )
-    assert result.returncode != 0
-    (line,) = result.stderr.strip().splitlines()
-    assert line == (
-        "error: callbacks.optuna_pruning.trial_number is not set: hparams_search=optuna runs as a sweep, "
-        "python train.py -m hparams_search=optuna"
-    )
 
 
 @pytest.mark.parametrize(
@@ -284,13 +592,17 @@ def test_sweep_overrides_become_optuna_distributions(override: str, expected) ->
 
 def test_a_sweep_override_optuna_cannot_sample_is_refused_by_name() -> None:
     (parsed,) = OverridesParser.create().parse_overrides(["optimizer=glob(*)"])
-    # Through the module: Hydra's plugin scan executes it again, which makes a new BadSweep class.
-    with pytest.raises(optuna_sweeper.BadSweep, match=r"optimizer=glob\(\*\) is not supported by the optuna"):
+    with pytest.raises(
+        BadInput, match=r"^optimizer=glob\(\*\) is invalid: the optuna sweeper samples choice"
+    ):
         optuna_sweeper.distribution(parsed)
 
 
+# -- the report ---------------------------------------------------------------------------------
+
+
 def write_job(sweep_dir: Path, name: str, overrides: list[str], record: dict | None) -> None:
-    """A job's run dir as Hydra and the SweepReport callback leave it; no record: a killed job."""
+    """A job's run dir as Hydra and the JobRecords callback leave it; no record: a killed job."""
     hydra_dir = sweep_dir / name / ".hydra"
     hydra_dir.mkdir(parents=True)
     all_overrides = [*overrides, "data.data_dir=/data"]  # a path: left out of names and the report
@@ -302,14 +614,15 @@ def write_job(sweep_dir: Path, name: str, overrides: list[str], record: dict | N
         (sweep_dir / name / "job.json").write_text(json.dumps(record))
 
 
-def test_the_report_ranks_jobs_and_gives_mean_and_std_across_seeds(tmp_path: Path, capsys) -> None:
-    def finished(val: float, test: float) -> dict:
-        return {
-            "status": "finished",
-            "metrics": {"val/acc_best": val, "test/acc": test, "epochs": 3},
-            "wall_s": 2.0,
-        }
+def finished(val: float, test: float) -> dict:
+    return {
+        "status": "finished",
+        "metrics": {"val/acc_best": val, "test/acc": test, "epochs": 3},
+        "wall_s": 2.0,
+    }
 
+
+def test_the_report_ranks_jobs_and_gives_mean_and_std_across_seeds(tmp_path: Path, capsys) -> None:
     write_job(tmp_path, "0_lr=0.1,seed=1", ["lr=0.1", "seed=1"], finished(0.90, 0.89))
     write_job(tmp_path, "1_lr=0.1,seed=2", ["lr=0.1", "seed=2"], finished(0.94, 0.93))
     write_job(tmp_path, "2_lr=0.01,seed=1", ["lr=0.01", "seed=1"], finished(0.95, 0.96))
@@ -334,19 +647,49 @@ def test_the_report_ranks_jobs_and_gives_mean_and_std_across_seeds(tmp_path: Pat
     assert markdown in capsys.readouterr().out
 
 
-def test_the_report_of_a_dir_without_jobs_is_a_one_line_error(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "mnist_classifier.report", str(tmp_path)], capture_output=True, text=True
-    )
-    assert result.returncode == 1
-    assert result.stderr.strip() == f"error: {tmp_path} holds no sweep jobs (no */.hydra/overrides.yaml)"
+def test_the_report_of_a_study_is_built_from_its_storage(tmp_path: Path, capsys) -> None:
+    storage = str(tmp_path / "journal.log")
+    study = optuna.create_study(study_name="s", storage=open_storage(storage), direction="maximize")
+    space = {"lr": FloatDistribution(0.001, 0.1)}
+    for number, (lr, val) in enumerate([(0.01, 0.9), (0.05, 0.95)]):
+        record = finished(val, val - 0.01) | {
+            "run_dir": f"/elsewhere/{number}_lr={lr}",
+            "overrides": {"lr": str(lr)},
+        }
+        study.add_trial(
+            optuna.create_trial(params={"lr": lr}, distributions=space, value=val, user_attrs={"job": record})
+        )
+    study.ask({"lr": FloatDistribution(0.001, 0.1)})  # running in some worker: no record yet
+
+    assert report_main(["--storage", storage, "--study", "s", "--out", str(tmp_path / "report")]) == 0
+    rows = report_rows(tmp_path / "report")
+    assert [(row["run_dir"], row["status"]) for row in rows] == [
+        ("1_lr=0.05", "finished"),
+        ("0_lr=0.01", "finished"),
+        ("2", "unfinished"),
+    ]
+    assert rows[2]["error"] == "running"
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert markdown.startswith(f"# Sweep report: study s in {storage}")
+    assert "Best: job 1, val/acc_best 0.9500, run dir `/elsewhere/1_lr=0.05`" in markdown
+    assert (tmp_path / "report" / "optuna_history.png").exists()
+    assert markdown in capsys.readouterr().out
 
 
-def test_the_grid_sweeper_is_the_default_for_multirun() -> None:
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        grid = compose("train", return_hydra_config=True).hydra.sweeper
-        study = compose("train", overrides=["hparams_search=optuna"], return_hydra_config=True).hydra.sweeper
-    GlobalHydra.instance().clear()
-    assert grid._target_.endswith("grid_sweeper.GridSweeper")
-    assert study._target_.endswith("optuna_sweeper.OptunaSweeper") and study.objective == "val/acc_best"
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["{tmp}"], "{tmp} is invalid: it holds no sweep (no multirun.yaml, no */.hydra/overrides.yaml)"),
+        (
+            ["--storage", "{tmp}/journal.log", "--study", "nope"],
+            "--study nope is invalid: {tmp}/journal.log holds no study",
+        ),
+    ],
+)
+def test_a_report_of_nothing_is_a_one_line_error(
+    argv: list[str], message: str, tmp_path: Path, capsys
+) -> None:
+    with pytest.raises(SystemExit) as exit_status:
+        report_main([arg.format(tmp=tmp_path) for arg in argv])
+    assert exit_status.value.code == 2
+    assert capsys.readouterr().err == f"error: {message.format(tmp=tmp_path)}\n"

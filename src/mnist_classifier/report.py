@@ -1,48 +1,63 @@
 """The sweep report: every job of a sweep ranked, as a table (CSV, Markdown) and plots (PNG).
 
-Each job of a sweep leaves `job.json` in its run dir (written by the `JobRecords` Hydra callback
-when the job ends, whether it finished, was pruned or failed). The report reads those records, so
-it can be made again at any time for an existing sweep dir:
+A grid sweep's jobs leave `job.json` in their run dirs (the `JobRecords` Hydra callback writes it
+when a job ends, whether it finished, was pruned or failed); an Optuna sweep's trials are read
+from the study's storage, where each worker's sweeper keeps its jobs' records, so that the report
+of a study that several workers share lists every trial. It can be made again at any time:
 
     python -m mnist_classifier.report outputs/multiruns/2026-11-23/10-00-00-000000
+    python -m mnist_classifier.report outputs/studies/lenet
+    python -m mnist_classifier.report --storage postgresql+psycopg://... --study lenet --out report/
 """
 
 import csv
-import json
 import statistics
 import sys
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import optuna
 from matplotlib import pyplot
 from matplotlib.figure import Figure
 from omegaconf import OmegaConf
 
-from mnist_classifier.errors import BadInput, entry_point
-from mnist_classifier.job_records import JOB_RECORD
-from mnist_classifier.overrides import override_key
-from mnist_classifier.studies import STUDY_FILE
+from mnist_classifier.errors import ArgumentParser, BadInput, entry_point, reading_input
+from mnist_classifier.job_records import named_overrides, read_record
+from mnist_classifier.studies import open_storage, shown_storage, sweep_study
 
 METRIC, TEST_METRIC = "val/acc_best", "test/acc"
 STATUS_ORDER = ("finished", "pruned", "failed", "unfinished")
+TRIAL_STATUS = {
+    optuna.trial.TrialState.COMPLETE: "finished",
+    optuna.trial.TrialState.PRUNED: "pruned",
+    optuna.trial.TrialState.FAIL: "failed",
+    optuna.trial.TrialState.RUNNING: "unfinished",
+    optuna.trial.TrialState.WAITING: "unfinished",
+}
 
 
 @dataclass
 class Job:
-    """One job of a sweep as the report shows it."""
+    """One job of a sweep (a trial of a study) as the report shows it."""
 
-    name: str  # the run dir's name: the job number and its overrides
+    name: str  # the run dir's name: the job (trial) number and its overrides
     overrides: dict[str, str]
     status: str  # one of STATUS_ORDER; unfinished: no record, so the job was killed or still runs
     error: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
     wall_s: float | None = None
+    run_dir: str = ""  # empty for a trial whose job has not ended
 
     @property
     def score(self) -> float:
         return self.metrics.get(METRIC, float("nan"))
+
+    def ran_in(self, sweep_dir: Path) -> bool:
+        """Whether the job ran in this sweep dir (not in another worker's)."""
+        return bool(self.run_dir) and Path(self.run_dir).resolve().is_relative_to(sweep_dir.resolve())
 
 
 def read_jobs(sweep_dir: Path) -> list[Job]:
@@ -50,11 +65,10 @@ def read_jobs(sweep_dir: Path) -> list[Job]:
     jobs = []
     for overrides_file in sorted(sweep_dir.glob("*/.hydra/overrides.yaml")):
         run_dir = overrides_file.parent.parent
-        record_file = run_dir / JOB_RECORD
-        if record_file.exists():
-            record = json.loads(record_file.read_text())
-        else:
-            record = {"status": "unfinished", "error": "no record: the job was killed or is still running"}
+        record = read_record(run_dir) or {
+            "status": "unfinished",
+            "error": "no record: the job was killed or is still running",
+        }
         jobs.append(
             Job(
                 name=run_dir.name,
@@ -63,18 +77,54 @@ def read_jobs(sweep_dir: Path) -> list[Job]:
                 error=record.get("error", ""),
                 metrics=record.get("metrics") or {},
                 wall_s=record.get("wall_s"),
+                run_dir=str(run_dir),
             )
         )
     return rank(jobs)
 
 
 def run_overrides(run_dir: Path) -> dict[str, str]:
-    """What the job ran with, as its run dir's name shows it: without the keys Hydra leaves out of
-    the name (paths, and what the sweeper adds itself, e.g. the Optuna trial number)."""
+    """What the job ran with, as its run dir's name shows it."""
     hydra_dir = run_dir / ".hydra"
     excluded = OmegaConf.load(hydra_dir / "hydra.yaml").hydra.job.config.override_dirname.exclude_keys
-    lines = OmegaConf.load(hydra_dir / "overrides.yaml")
-    return {override_key(line): line.split("=", 1)[1] for line in lines if override_key(line) not in excluded}
+    return named_overrides(list(OmegaConf.load(hydra_dir / "overrides.yaml")), list(excluded))
+
+
+def read_trials(study: optuna.Study) -> list[Job]:
+    """Every trial of the study, with the record its worker kept in the storage (user attr `job`)."""
+    trials = study.get_trials(deepcopy=False)
+    with warnings.catch_warnings(category=optuna.exceptions.ExperimentalWarning, action="ignore"):
+        retried_as = {
+            number: trial.number
+            for trial in trials
+            for number in optuna.storages.RetryHeartbeatStaleTrialCallback.retry_history(trial)
+        }
+    jobs = []
+    for trial in trials:
+        record = trial.user_attrs.get("job") or {}
+        error = record.get("error") or _trial_state_note(trial, retried_as)
+        jobs.append(
+            Job(
+                name=Path(record["run_dir"]).name if "run_dir" in record else str(trial.number),
+                overrides=record.get("overrides") or {key: str(value) for key, value in trial.params.items()},
+                status=TRIAL_STATUS[trial.state],
+                error=error,
+                metrics=record.get("metrics") or {},
+                wall_s=record.get("wall_s"),
+                run_dir=record.get("run_dir", ""),
+            )
+        )
+    return rank(jobs)
+
+
+def _trial_state_note(trial: optuna.trial.FrozenTrial, retried_as: dict[int, int]) -> str:
+    """Why a trial without a record is where it is."""
+    if trial.state == optuna.trial.TrialState.FAIL:
+        retry = f"; retried as trial {retried_as[trial.number]}" if trial.number in retried_as else ""
+        return f"its worker stopped sending heartbeats{retry}"
+    return {optuna.trial.TrialState.RUNNING: "running", optuna.trial.TrialState.WAITING: "waiting"}.get(
+        trial.state, ""
+    )
 
 
 def rank(jobs: list[Job]) -> list[Job]:
@@ -109,15 +159,17 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
 
 
-def markdown(sweep_dir: Path, jobs: list[Job]) -> str:
+def markdown(title: str, jobs: list[Job]) -> str:
     keys = swept_keys(jobs)
     counts = ", ".join(f"{sum(j.status == s for j in jobs)} {s}" for s in STATUS_ORDER)
+    finished = [job for job in jobs if job.status == "finished"]
     lines = [
-        f"# Sweep report: {sweep_dir}",
+        f"# Sweep report: {title}",
         "",
         f"{len(jobs)} jobs: {counts}. Ranked by best validation accuracy (`{METRIC}`); a job's run dir",
-        "(its TensorBoard run) is named by its number and overrides.",
+        "(its TensorBoard run) is named by its number (an Optuna study's trial number) and overrides.",
         f"Common overrides: `{' '.join(common_overrides(jobs)) or 'none'}`",
+        f"Best: {_best(finished[0]) if finished else 'none finished'}",
         "",
         "| rank | job | " + " | ".join(keys) + " | best val acc | test acc | epochs | wall s | status |",
         "|" + " --- |" * (len(keys) + 7),
@@ -192,42 +244,65 @@ def metric_figure(jobs: list[Job]) -> Figure | None:
     return figure
 
 
-def write_study_plots(sweep_dir: Path) -> list[Path]:
-    """The Optuna study's optimisation history and parameter importances, when the sweep has one."""
-    storage = sweep_dir / STUDY_FILE
-    if not storage.exists():
-        return []
-    url = f"sqlite:///{storage}"
+def write_study_plots(out_dir: Path, study: optuna.Study) -> list[Path]:
+    """The study's optimisation history and parameter importances."""
+    plots = [("history", optuna.visualization.matplotlib.plot_optimization_history)]
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if len(complete) >= 2:  # importances need something to compare
+        plots.append(("importances", optuna.visualization.matplotlib.plot_param_importances))
     written = []
-    for name in optuna.get_all_study_names(url):
-        study = optuna.load_study(study_name=name, storage=url)
-        plots = [("history", optuna.visualization.matplotlib.plot_optimization_history)]
-        complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-        if len(complete) >= 2:  # importances need something to compare
-            plots.append(("importances", optuna.visualization.matplotlib.plot_param_importances))
-        for kind, plot in plots:
-            with warnings.catch_warnings(category=optuna.exceptions.ExperimentalWarning, action="ignore"):
-                figure = plot(study).figure
-            path = sweep_dir / f"optuna_{kind}.png"
-            figure.savefig(path, bbox_inches="tight")
-            pyplot.close(figure)  # Optuna draws with pyplot, which keeps every figure until closed
-            written.append(path)
+    for kind, plot in plots:
+        with warnings.catch_warnings(category=optuna.exceptions.ExperimentalWarning, action="ignore"):
+            figure = plot(study).figure
+        path = out_dir / f"optuna_{kind}.png"
+        figure.savefig(path, bbox_inches="tight")
+        pyplot.close(figure)  # Optuna draws with pyplot, which keeps every figure until closed
+        written.append(path)
     return written
 
 
-def write_report(sweep_dir: Path, echo: bool = True) -> list[Job]:
-    """Write report.csv, report.md and report.png (plus the Optuna plots) into the sweep dir."""
-    jobs = read_jobs(sweep_dir)
-    text = markdown(sweep_dir, jobs)
-    (sweep_dir / "report.md").write_text(text)
-    write_csv(sweep_dir / "report.csv", jobs)
+def write_report(out_dir: Path, title: str, jobs: list[Job], study: optuna.Study | None = None) -> list[Job]:
+    """Write report.csv, report.md and report.png (plus a study's plots) into out_dir, and print them."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    text = markdown(title, jobs)
+    (out_dir / "report.md").write_text(text)
+    write_csv(out_dir / "report.csv", jobs)
     figure = metric_figure(jobs)
     if figure is not None:
-        figure.savefig(sweep_dir / "report.png")
-    plots = write_study_plots(sweep_dir)
-    if echo:
-        print(text + "\n".join(f"plot: {path}" for path in plots))
+        figure.savefig(out_dir / "report.png")
+    plots = write_study_plots(out_dir, study) if study is not None else []
+    print(text + "\n".join(f"plot: {path}" for path in plots))
     return jobs
+
+
+def load_study(storage: str, study_name: str) -> optuna.Study:
+    """The study, for reading; BadInput if the storage or the study is not there."""
+    backend = open_storage(storage)
+    names = [study.study_name for study in backend.get_all_studies()]
+    if study_name not in names:
+        raise BadInput(
+            f"--study {study_name} is invalid: {shown_storage(storage)} holds "
+            f"{'the studies ' + ', '.join(names) if names else 'no study'}"
+        )
+    return optuna.load_study(study_name=study_name, storage=backend)
+
+
+def report_sweep(sweep_dir: Path, sweeper: Mapping[str, Any]) -> list[Job]:
+    """The report of a sweep, in its dir: an Optuna sweep's from its study, a grid's from its jobs."""
+    located = sweep_study(sweeper, sweep_dir)
+    if located is None:
+        return write_report(sweep_dir, str(sweep_dir), read_jobs(sweep_dir))
+    return report_study(sweep_dir, *located)
+
+
+def report_study(out_dir: Path, storage: str, study_name: str) -> list[Job]:
+    """The report of every trial of a study, whichever worker ran it."""
+    study = load_study(storage, study_name)
+    return write_report(out_dir, f"study {study_name} in {shown_storage(storage)}", read_trials(study), study)
+
+
+def _best(job: Job) -> str:
+    return f"job {job.name.split('_', 1)[0]}, {METRIC} {job.score:.4f}, run dir `{job.run_dir}`"
 
 
 def _metric_cells(job: Job) -> list[str]:
@@ -251,12 +326,28 @@ def _numeric_first(value: str) -> tuple[int, float, str]:
 
 @entry_point
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        raise BadInput(f"{' '.join(argv) or 'no arguments'} is invalid: python -m mnist_classifier.report SWEEP_DIR")
-    sweep_dir = Path(argv[0])
-    if not any(sweep_dir.glob("*/.hydra/overrides.yaml")):
-        raise BadInput(f"{sweep_dir} is invalid: it holds no sweep jobs (no */.hydra/overrides.yaml)")
-    write_report(sweep_dir)
+    parser = ArgumentParser(prog="python -m mnist_classifier.report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("sweep_dir", nargs="?", type=Path, help="a sweep dir: its report is written there")
+    parser.add_argument("--storage", help="or an Optuna storage (database URL or journal file) ...")
+    parser.add_argument("--study", help="... and the name of its study")
+    parser.add_argument("--out", type=Path, default=Path("."), help="where a study's report goes (default .)")
+    args = parser.parse_args(argv)
+    if args.storage is not None:
+        if args.sweep_dir is not None or args.study is None:
+            raise BadInput(f"{' '.join(argv)} is invalid: give SWEEP_DIR, or --storage URL --study NAME")
+        report_study(args.out, args.storage, args.study)
+        return 0
+    if args.sweep_dir is None:
+        raise BadInput("no arguments is invalid: give SWEEP_DIR, or --storage URL --study NAME")
+    sweep_dir = args.sweep_dir
+    multirun = sweep_dir / "multirun.yaml"
+    if not multirun.is_file() and not any(sweep_dir.glob("*/.hydra/overrides.yaml")):
+        raise BadInput(
+            f"{sweep_dir} is invalid: it holds no sweep (no multirun.yaml, no */.hydra/overrides.yaml)"
+        )
+    with reading_input():
+        sweeper = OmegaConf.load(multirun).hydra.sweeper if multirun.is_file() else {}
+    report_sweep(sweep_dir, sweeper)
     return 0
 
 

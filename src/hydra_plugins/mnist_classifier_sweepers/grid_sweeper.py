@@ -1,32 +1,17 @@
 """Every combination of the swept values, as Hydra's basic sweeper runs them, except that a
 failed job does not stop the sweep. Written on Hydra's public Sweeper plugin API."""
 
-from pathlib import Path
-
-from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn
 from hydra.plugins.launcher import Launcher
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from hydra_plugins.mnist_classifier_sweepers.sweeps import run_relaunched_job, set_hydra_config, start_sweep
+from mnist_classifier.job_records import relaunched_job
 from mnist_classifier.overrides import combinations
-
-
-def set_hydra_config(config: DictConfig) -> None:
-    """Make `${hydra:...}` resolvable in the sweeper's process, as Hydra does only inside jobs: the
-    sweep dir is under `paths.log_dir`, which is relative to `${hydra:runtime.cwd}`."""
-    HydraConfig.instance().set_config(config)
-
-
-def start_sweep(config: DictConfig) -> Path:
-    """The sweep dir, made, with the sweep's config in it (multirun.yaml, as Hydra's sweepers do)."""
-    sweep_dir = Path(config.hydra.sweep.dir)
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(config, sweep_dir / "multirun.yaml")
-    return sweep_dir
 
 
 class GridSweeper(Sweeper):
@@ -40,11 +25,13 @@ class GridSweeper(Sweeper):
         self.params = dict(params or {})
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
+        self.task_function: TaskFunction | None = None
         self.launcher: Launcher | None = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config = config
         self.hydra_context = hydra_context
+        self.task_function = task_function
         set_hydra_config(config)
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config
@@ -52,6 +39,10 @@ class GridSweeper(Sweeper):
 
     def sweep(self, arguments: list[str]) -> list[list[JobReturn]]:
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
+        if (job := relaunched_job()) is not None:  # a rank of a data-parallel job: that job, no new sweep
+            assert self.task_function is not None
+            run_relaunched_job(self.hydra_context, self.task_function, self.config, job)
+            return []
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         lines = [f"{key}={value}" for key, value in self.params.items()] + arguments
         jobs = combinations(parser.parse_overrides(lines))
