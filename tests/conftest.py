@@ -1,22 +1,33 @@
-"""Shared fixtures: a tiny MNIST written as real IDX files, and the composed Hydra config."""
+"""Shared fixtures: a tiny MNIST written as real IDX files, the composed Hydra config, and one
+trained run (with its checkpoints) that every test needing one reuses."""
 
+import importlib.util
 import os
+import shutil
 import struct
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
+
+from mnist_classifier.config import compose
+from mnist_classifier.datasets import FILES
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT / "conf"
 TINY_TRAIN, TINY_TEST = 120, 40
+# A run of a few steps on the tiny data: 80 training images in batches of 16, 40 validated.
+TINY_RUN = ["data.val_size=40", "data.batch_size=16", "trainer.max_epochs=2", "trainer.log_every_n_steps=1"]
+
+# In-process tests share the machine with the processes that other tests start: one thread each.
+torch.set_num_threads(1)
 
 
 def write_idx(path: Path, array: torch.Tensor) -> None:
@@ -36,48 +47,99 @@ def synthetic_digits(count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]
     return images.to(torch.uint8), labels.to(torch.uint8)
 
 
-def user_environment(data_dir: Path) -> dict[str, str]:
-    """The environment of a command run as a user would: MNIST from data_dir, no GPU (so the run is
-    the same on every machine), and errors printed as users see them (no HYDRA_FULL_ERROR)."""
-    env = os.environ | {"MNIST_DATA_DIR": str(data_dir), "CUDA_VISIBLE_DEVICES": ""}
-    env.pop("HYDRA_FULL_ERROR", None)
-    return env
-
-
-def run_script(script: str, *args: str, data_dir: Path, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    """One of the project's scripts (train.py, eval.py, ...) run as a user runs it, from `cwd`."""
-    command = [sys.executable, str(ROOT / script), *args]
-    return subprocess.run(
-        command, cwd=cwd, env=user_environment(data_dir), capture_output=True, text=True, timeout=600
-    )
-
-
-@pytest.fixture(scope="session")
-def tiny_mnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A data dir holding MNIST/raw/ with 120 training and 40 test images in the four IDX files."""
-    data_dir = tmp_path_factory.mktemp("tiny_mnist")
-    raw = data_dir / "MNIST" / "raw"
-    raw.mkdir(parents=True)
+def write_tiny_dataset(raw: Path) -> None:
+    """The four IDX files of a tiny data set: 120 training and 40 test images."""
+    raw.mkdir(parents=True, exist_ok=True)
     for prefix, count, seed in (("train", TINY_TRAIN, 0), ("t10k", TINY_TEST, 1)):
         images, labels = synthetic_digits(count, seed)
         write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
         write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
+
+
+def copy_dataset(source: Path, data_dir: Path) -> Path:
+    """A writable copy of a data dir's MNIST/raw/ files (tests that damage files use one)."""
+    raw = data_dir / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in FILES:
+        shutil.copy(source / "MNIST" / "raw" / name, raw / name)
+    return data_dir
+
+
+def user_environment(data_dir: Path) -> dict[str, str]:
+    """The environment of a command run as a user would: MNIST (and Fashion-MNIST) from data_dir,
+    no GPU (so the run is the same on every machine), one torch thread (tests run side by side),
+    and errors printed as users see them (no HYDRA_FULL_ERROR)."""
+    env = os.environ | {
+        "MNIST_DATA_DIR": str(data_dir),
+        "FASHION_MNIST_DATA_DIR": str(data_dir),
+        "CUDA_VISIBLE_DEVICES": "",
+        "OMP_NUM_THREADS": "1",
+    }
+    env.pop("HYDRA_FULL_ERROR", None)
+    return env
+
+
+def run_script(
+    script: str, *args: str, data_dir: Path, cwd: Path = ROOT, timeout: float = 600
+) -> subprocess.CompletedProcess:
+    """One of the project's scripts (train.py, eval.py, ...) run as a user runs it, from `cwd`."""
+    command = [sys.executable, str(ROOT / script), *args]
+    return subprocess.run(
+        command, cwd=cwd, env=user_environment(data_dir), capture_output=True, text=True, timeout=timeout
+    )
+
+
+def script_module(script: str) -> ModuleType:
+    """An entry point (eval.py, predict.py, ...) imported as a module, to call its main in-process."""
+    spec = importlib.util.spec_from_file_location(f"script_{Path(script).stem}", ROOT / script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def tiny_mnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data dir holding MNIST/raw/ and FashionMNIST/raw/, each with 120 training and 40 test
+    images in the four IDX files."""
+    data_dir = tmp_path_factory.mktemp("tiny_mnist")
+    write_tiny_dataset(data_dir / "MNIST" / "raw")
+    write_tiny_dataset(data_dir / "FashionMNIST" / "raw")
     return data_dir
 
 
 @pytest.fixture
-def compose_config(tmp_path: Path) -> Iterator[Callable[..., DictConfig]]:
-    """compose_config(*overrides) -> the config train.py would get, with Hydra's runtime set."""
+def compose_config(tmp_path: Path, tiny_mnist: Path) -> Iterator[Callable[..., DictConfig]]:
+    """compose_config(*overrides) -> the config train.py would get on the tiny data, with Hydra's
+    runtime set and its run dir in tmp_path/run."""
 
     def compose_with(*overrides: str) -> DictConfig:
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
-        with open_dict(cfg):
-            cfg.hydra.runtime.output_dir = str(tmp_path / "run")
-            cfg.hydra.runtime.cwd = os.getcwd()
-        HydraConfig.instance().set_config(cfg)
-        return cfg
+        return compose([f"data.data_dir={tiny_mnist}", *overrides], output_dir=tmp_path / "run")
 
     yield compose_with
     GlobalHydra.instance().clear()
+
+
+@dataclass
+class TrainedRun:
+    run_dir: Path
+    output: str  # what train.py printed
+
+    @property
+    def best(self) -> Path:
+        (checkpoint,) = (self.run_dir / "checkpoints").glob("epoch*.ckpt")
+        return checkpoint
+
+    @property
+    def last(self) -> Path:
+        return self.run_dir / "checkpoints" / "last.ckpt"
+
+
+@pytest.fixture(scope="session")
+def trained_run(tiny_mnist: Path, tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
+    """One train.py run of two epochs on the tiny data, as a user runs it; shared by every test
+    that reads a run dir or needs a checkpoint. Tests must not change its files."""
+    run_dir = tmp_path_factory.mktemp("runs") / "run"
+    result = run_script("train.py", *TINY_RUN, f"hydra.run.dir={run_dir}", data_dir=tiny_mnist)
+    assert result.returncode == 0, result.stderr
+    return TrainedRun(run_dir, result.stdout + result.stderr)

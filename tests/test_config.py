@@ -1,3 +1,6 @@
+"""The configuration: every option composes and builds, the defaults, the declared rules, and the
+checks a command line gets before Hydra starts a run."""
+
 import re
 from pathlib import Path
 
@@ -5,12 +8,13 @@ import pytest
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch import Trainer
-from lightning.pytorch.profilers import SimpleProfiler
+from omegaconf import OmegaConf
 from torch import nn
 
-from mnist_classifier.config import hyperparameters, validate
+from mnist_classifier.config import Number, OneOf, Sizes, compose, hyperparameters, preflight, validate
 from mnist_classifier.data import MNISTDataModule
-from mnist_classifier.profilers import NoProfiler
+from mnist_classifier.errors import BadInput
+from mnist_classifier.wiring import instantiate_all, instantiate_classifier
 
 from .conftest import CONF_DIR, ROOT
 
@@ -19,59 +23,50 @@ OPTIONS = [(group, path.stem) for group in GROUPS for path in sorted((CONF_DIR /
 
 
 def build_everything(cfg) -> None:
-    """What train.py instantiates, checked piece by piece."""
-    assert isinstance(instantiate(cfg.data), MNISTDataModule)
-    net = instantiate(cfg.model)
-    logits = net(torch.randn(4, 1, cfg.data.image_size, cfg.data.image_size))
+    """What a run instantiates, checked piece by piece."""
+    assert isinstance(instantiate(cfg.data, augment=instantiate(cfg.augment)), MNISTDataModule)
+    classifier = instantiate_classifier(cfg)
+    logits = classifier(torch.randn(4, 1, cfg.data.image_size, cfg.data.image_size))
     assert logits.shape == (4, 10)
-    loss = instantiate(cfg.loss)(logits, torch.tensor([0, 1, 2, 3]))
+    loss = classifier.loss(logits, torch.tensor([0, 1, 2, 3]))
     assert loss.ndim == 0 and torch.isfinite(loss)
-    optimizer = instantiate(cfg.optimizer)(net.parameters())
+    optimizer = classifier.optimizer_factory(classifier.parameters())
     assert optimizer.param_groups[0]["lr"] == cfg.optimizer.lr
-    scheduler = instantiate(cfg.scheduler, _convert_="all")
-    if scheduler is not None:
-        make = scheduler["scheduler"]
+    if classifier.scheduler_config is not None:
+        make = classifier.scheduler_config["scheduler"]
         extra = {"total_steps": 10} if "OneCycle" in cfg.scheduler.scheduler._target_ else {}
         scheduler = make(optimizer, **extra)
         optimizer.step()
         scheduler.step()
-    for group in ("logger", "callbacks"):
-        for name, entry in (cfg.get(group) or {}).items():
-            # A sweep's trial gives the pruning callback its trial (tests/test_sweeps.py).
-            if entry is not None and name != "optuna_pruning":
-                instantiate(entry)
-    if cfg.trainer.accelerator != "gpu" or torch.cuda.is_available():
+    callbacks = {key: entry for key, entry in (cfg.get("callbacks") or {}).items() if key != "optuna_pruning"}
+    # The pruning callback needs a sweep's trial: tests/test_sweeps.py runs it.
+    assert len(instantiate_all(callbacks)) == sum(entry is not None for entry in callbacks.values())
+    assert len(instantiate_all(cfg.get("logger"))) == len(cfg.get("logger") or {})
+    if cfg.trainer.accelerator not in ("gpu", "cuda") or torch.cuda.is_available():
         assert isinstance(instantiate(cfg.trainer), Trainer)
 
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
-def test_every_option_of_every_group_composes_and_builds(compose_config, group: str, option: str) -> None:
-    # A pruner belongs to the Optuna search, whose defaults pick one.
-    needs = ["hparams_search=optuna"] if group == "pruner" else []
+def test_every_option_of_every_group_composes_validates_and_builds(compose_config, group: str, option: str) -> None:
+    needs = ["hparams_search=optuna"] if group == "pruner" else []  # a pruner belongs to a study
     cfg = compose_config(*needs, f"{group}={option}")
+    if cfg.trainer.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        with pytest.raises(BadInput, match=r"trainer.accelerator=gpu is invalid: this machine has no CUDA GPU"):
+            validate(cfg)
+    else:
+        validate(cfg)
     build_everything(cfg)
 
 
-def test_defaults_are_lenet_sgd_cross_entropy_without_scheduler_on_tensorboard(compose_config) -> None:
+def test_defaults_are_lenet_sgd_cross_entropy_on_tensorboard(compose_config) -> None:
     cfg = compose_config()
     assert cfg.model._target_.endswith("LeNet")
     assert cfg.optimizer._target_ == "torch.optim.SGD" and cfg.optimizer._partial_
-    assert cfg.optimizer.lr == 0.01  # the tutorial's
     assert cfg.loss._target_ == "torch.nn.CrossEntropyLoss"
-    assert cfg.scheduler is None
+    assert cfg.data.dataset == "mnist"
     assert cfg.trainer.accelerator == "auto"
     assert list(cfg.logger) == ["tensorboard"]
     assert cfg.callbacks.model_checkpoint.monitor == "val/acc"
-
-
-@pytest.mark.parametrize(
-    ("overrides", "profiler"), [((), NoProfiler), (("trainer.profiler=simple",), SimpleProfiler)]
-)
-def test_the_trainer_profiles_nothing_by_default_and_one_override_profiles(
-    compose_config, overrides: tuple[str, ...], profiler: type
-) -> None:
-    trainer = instantiate(compose_config(*overrides).trainer)
-    assert type(trainer.profiler) is profiler
 
 
 def test_mlp_input_size_follows_the_data_image_size(compose_config) -> None:
@@ -80,9 +75,13 @@ def test_mlp_input_size_follows_the_data_image_size(compose_config) -> None:
     assert first.in_features == 28 * 28
 
 
-def test_data_dir_comes_from_the_environment_when_set(compose_config, monkeypatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("MNIST_DATA_DIR", str(tmp_path))
-    assert compose_config().data.data_dir == str(tmp_path)
+def test_data_dirs_come_from_the_environment_when_set(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("MNIST_DATA_DIR", str(tmp_path / "m"))
+    monkeypatch.setenv("FASHION_MNIST_DATA_DIR", str(tmp_path / "f"))
+    assert compose([], tmp_path).data.data_dir == str(tmp_path / "m")
+    assert compose(["data=fashion_mnist"], tmp_path).data.data_dir == str(tmp_path / "f")
+    monkeypatch.delenv("FASHION_MNIST_DATA_DIR")
+    assert compose(["data=fashion_mnist"], tmp_path).data.data_dir == f"{Path.cwd()}/data"
 
 
 def test_readme_lists_exactly_the_options_of_each_group() -> None:
@@ -96,24 +95,53 @@ def test_readme_lists_exactly_the_options_of_each_group() -> None:
         assert listed == {path.stem for path in (CONF_DIR / group).glob("*.yaml")}, group
 
 
-@pytest.mark.parametrize("lr", [0, -0.1])
-def test_validate_refuses_a_learning_rate_that_is_not_positive(compose_config, lr: float) -> None:
-    with pytest.raises(ValueError, match=rf"optimizer.lr={lr} is invalid"):
-        validate(compose_config(f"optimizer.lr={lr}"))
-
-
-def test_validate_refuses_the_gpu_on_a_machine_without_one(compose_config, monkeypatch) -> None:
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(ValueError, match=r"trainer\.accelerator=gpu but this machine has no CUDA GPU"):
-        validate(compose_config("trainer=gpu"))
-    validate(compose_config("trainer=cpu"))
+@pytest.mark.parametrize(
+    ("rule", "good", "bad"),
+    [
+        (Number(integer=True, low=1), [1, 7], [0, 1.5, "abc", True, None]),
+        (Number(low=0, open_low=True), [1e-4, 3], [0, -1, "x"]),
+        (Number(integer=True, low=1, also=(-1,)), [-1, 5], [-2, 0]),
+        (OneOf(("bilinear", "pad")), ["pad"], ["nearest", 1]),
+        (OneOf((True, False)), [True, False], [1, 0, "true"]),
+        (Sizes(), [[120, 84], [5]], [[], [120, 0], "x", [1.5]]),
+    ],
+)
+def test_rules_accept_their_values_and_refuse_others(rule, good: list, bad: list) -> None:
+    assert all(rule.accepts(value) for value in good)
+    assert not any(rule.accepts(value) for value in bad)
 
 
 def test_hyperparameters_hold_the_choices_and_their_values(compose_config) -> None:
-    cfg = compose_config("optimizer=adam", "model=mlp")
-    hparams = hyperparameters(cfg, {"model": "mlp", "optimizer": "adam", "loss": "cross_entropy"})
-    assert hparams["model"] == "mlp" and hparams["optimizer"] == "adam"
+    cfg = compose_config("optimizer=adam", "model=mlp", "augment=affine")
+    choices = {"model": "mlp", "optimizer": "adam", "loss": "cross_entropy", "augment": "affine"}
+    hparams = hyperparameters(cfg, choices)
+    assert hparams["model"] == "mlp" and hparams["optimizer"] == "adam" and hparams["augment"] == "affine"
     assert hparams["optimizer.lr"] == 0.001 and "optimizer.momentum" not in hparams
-    assert hparams["model.hidden_sizes"] == "[200, 50]"
+    assert hparams["model.hidden_sizes"] == "[200, 50]" and hparams["augment.rotation"] == 10
     assert hparams["data.batch_size"] == 64 and hparams["seed"] == 42
     assert not any(key.split(".")[-1].startswith("_") for key in hparams)
+    assert "data.data_dir" not in hparams
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["--cfg", "job", "optimizer.lr=-1"],  # Hydra prints the config; the run is never started
+        ["-m", "optimizer.lr=0.1,0.01", "seed=1,2"],
+        ["-m", "hparams_search=optuna"],
+        ["+trainer.limit_train_batches=2", "~logger"],
+    ],
+)
+def test_preflight_lets_good_command_lines_and_hydra_flags_through(tiny_mnist: Path, argv: list[str]) -> None:
+    preflight([f"data.data_dir={tiny_mnist}", *argv])
+
+
+def test_preflight_checks_every_swept_value_not_only_the_first(tiny_mnist: Path) -> None:
+    with pytest.raises(BadInput, match=r"^optimizer.lr=-1 is invalid"):
+        preflight(["-m", "optimizer.lr=0.1,-1"])
+    # The study's own search space, from hparams_search: an interval is checked at both ends.
+    with pytest.raises(BadInput, match=r"^optimizer.lr=0.0 is invalid"):
+        preflight(["-m", "hparams_search=optuna", "optimizer.lr=tag(log,interval(0.0,0.1))"])
+    with pytest.raises(BadInput, match=r"^optimizer.lr=0.1,-1 is invalid without -m"):
+        preflight(["optimizer.lr=0.1,-1"])

@@ -1,8 +1,9 @@
-"""The dashboard callbacks, in a tiny fit logged to TensorBoard and read back from its event files,
-and a real TensorBoard server over a train.py run, asked through its HTTP data API."""
+"""The dashboards: the callbacks in a tiny fit logged to TensorBoard and read back from its event
+files, the pictures, the HParams entry, and a real TensorBoard server over a train.py run, asked
+through its HTTP data API."""
 
 import json
-import socket
+import re
 import subprocess
 import sys
 import time
@@ -15,23 +16,23 @@ import pytest
 import torch
 from matplotlib import colormaps
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 from torch import nn
 
-from mnist_classifier import dashboards
-from mnist_classifier.dashboards import (
-    CELL,
+from mnist_classifier.dashboards import callbacks
+from mnist_classifier.dashboards.callbacks import (
     ConfusionMatrices,
     MisclassifiedDigits,
     ParameterHistograms,
     TrainingInputs,
-    confusion_image,
-    log_hyperparameters,
 )
+from mnist_classifier.dashboards.drawing import CELL, confusion_image
+from mnist_classifier.dashboards.hparams import log_hyperparameters
 from mnist_classifier.data import MNISTDataModule
 from mnist_classifier.models import LeNet
 from mnist_classifier.module import Classifier
 
-from .conftest import ROOT, user_environment
+from .conftest import TrainedRun
 
 
 def fit_and_test(data_dir: Path, log_dir: Path, callbacks: list[L.Callback], epochs: int = 2) -> L.Trainer:
@@ -60,20 +61,12 @@ def events(log_dir: Path) -> EventAccumulator:
     return accumulator
 
 
-def test_a_compiled_net_logs_the_same_model_graph_as_an_eager_one(tmp_path: Path) -> None:
-    graphs = []
-    for compile in (False, True):
-        classifier = Classifier(
-            LeNet(), nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.01), compile=compile
-        )
-        logger = L.pytorch.loggers.TensorBoardLogger(
-            tmp_path / str(compile), name="", version="", log_graph=True
-        )
-        logger.log_graph(classifier)
-        logger.finalize("success")
-        graphs.append(sorted(node.op for node in events(tmp_path / str(compile)).Graph().node))
-    assert "aten::_convolution" in graphs[0]
-    assert graphs[1] == graphs[0]
+def test_the_model_graph_is_logged_on_request(tmp_path: Path) -> None:
+    classifier = Classifier(LeNet(), nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.01))
+    logger = L.pytorch.loggers.TensorBoardLogger(tmp_path, name="", version="", log_graph=True)
+    logger.log_graph(classifier)
+    logger.finalize("success")
+    assert "aten::_convolution" in {node.op for node in events(tmp_path).Graph().node}
 
 
 def test_confusion_matrices_count_each_validation_and_test_image_once(
@@ -85,7 +78,7 @@ def test_confusion_matrices_count_each_validation_and_test_image_once(
         plotted.append((counts, title))
         return confusion_image(counts, title)
 
-    monkeypatch.setattr(dashboards, "confusion_image", recording_image)
+    monkeypatch.setattr(callbacks, "confusion_image", recording_image)
     fit_and_test(tiny_mnist, tmp_path, [ConfusionMatrices()])
 
     # Two validation epochs (the sanity check is left out, so 40 images each), then the 40 test images.
@@ -120,12 +113,23 @@ def test_confusion_image_colours_each_cell_by_its_row_share_and_labels_the_nonze
 def test_misclassified_digits_are_the_wrong_predictions_with_their_probability(
     tiny_mnist: Path, tmp_path: Path
 ) -> None:
+    # A net that says 0 to everything, with probability 0.25: every test digit but the 0s is wrong.
+    net = nn.Sequential(nn.Flatten(), nn.Linear(32 * 32, 10))
+    nn.init.zeros_(net[1].weight)
+    net[1].bias.data = torch.log(torch.tensor([3.0] + [1.0] * 9))
+    classifier = Classifier(net, nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.01))
+    datamodule = MNISTDataModule(tiny_mnist, val_size=40, download=False)
     misclassified = MisclassifiedDigits(count=5)
-    trainer = fit_and_test(tiny_mnist, tmp_path, [misclassified], epochs=1)  # one epoch: still some wrong
-    assert 0 < len(misclassified.found) <= 5
-    for image, label, prediction, probability in misclassified.found:
-        assert image.shape == (32, 32) and label != prediction and 0.1 <= probability <= 1
-    assert trainer.callback_metrics["test/acc"] < 1
+    logger = L.pytorch.loggers.TensorBoardLogger(tmp_path, name="", version="")
+    trainer = L.Trainer(accelerator="cpu", logger=logger, callbacks=[misclassified], enable_progress_bar=False)
+    trainer.test(classifier, datamodule=datamodule, verbose=False)
+    labels = datamodule.test_set[1]
+    expected = [index for index in range(len(labels)) if labels[index] != 0][:5]
+    assert [(label, prediction) for _, label, prediction, _ in misclassified.found] == [
+        (int(labels[index]), 0) for index in expected
+    ]
+    for (image, *_, probability), index in zip(misclassified.found, expected, strict=True):
+        assert torch.equal(image, datamodule.test_set[0][index, 0]) and probability == pytest.approx(0.25)
     assert len(events(tmp_path).Images("test/misclassified")) == 1
 
 
@@ -135,14 +139,13 @@ def test_training_inputs_are_logged_once_as_the_model_sees_them(tiny_mnist: Path
     assert image.step == 0 and image.width > 4 * 32 and image.height > 2 * 32
 
 
-def test_per_class_accuracy_and_the_graph_are_logged(tiny_mnist: Path, tmp_path: Path) -> None:
+def test_per_class_accuracy_is_logged(tiny_mnist: Path, tmp_path: Path) -> None:
     trainer = fit_and_test(tiny_mnist, tmp_path, [])
     accumulator = events(tmp_path)
     per_class = [accumulator.Scalars(f"test/acc_class_{digit}")[-1].value for digit in range(10)]
     assert all(0 <= value <= 1 for value in per_class)
     # Each test digit appears 4 times in the 40 test images: the mean of the classes is the accuracy.
     assert sum(per_class) / 10 == pytest.approx(float(trainer.callback_metrics["test/acc"]), abs=1e-6)
-    assert accumulator.Graph() is not None
 
 
 def test_histograms_are_off_by_default_and_one_setting_turns_them_on(
@@ -160,55 +163,31 @@ def test_histograms_are_off_by_default_and_one_setting_turns_them_on(
         ParameterHistograms(every_n_steps=-1)
 
 
-def test_hparams_declare_the_final_metrics_without_placeholder_values(tmp_path: Path) -> None:
+def test_hparams_hold_the_runs_settings_beside_its_final_metrics(tmp_path: Path) -> None:
     logger = L.pytorch.loggers.TensorBoardLogger(tmp_path, name="", version="", default_hp_metric=False)
     trainer = L.Trainer(logger=logger, accelerator="cpu")
-    log_hyperparameters(trainer, {"model": "lenet", "optimizer.lr": 0.01})
+    log_hyperparameters(trainer, {"model": "lenet", "optimizer.lr": 0.01}, {"test/acc": 0.97, "val/loss": float("nan")})
     logger.experiment.flush()
     accumulator = events(tmp_path)
-    assert accumulator.Tags()["scalars"] == []  # no placeholder values in the curves
     content = accumulator.PluginTagToContent("hparams")
-    assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= set(content)
+    hparams = HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info.hparams
+    assert hparams["model"].string_value == "lenet" and hparams["optimizer.lr"].number_value == 0.01
+    assert [event.value for event in accumulator.Scalars("hparams/test/acc")] == [pytest.approx(0.97)]
+    assert accumulator.Tags()["scalars"] == ["hparams/test/acc"]  # NaN: not measured, not shown
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def test_a_real_tensorboard_server_shows_the_run_its_curves_images_and_hparams(
-    tiny_mnist: Path, tmp_path: Path
-) -> None:
-    env = user_environment(tiny_mnist)
-    run = [sys.executable, "train.py", "data.val_size=40", "data.batch_size=16", "trainer.max_epochs=2"]
-    run += ["trainer.log_every_n_steps=1"]
-    result = subprocess.run(
-        [*run, f"hydra.run.dir={tmp_path / 'runs' / 'tiny'}"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr
-
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tensorboard.main",
-            "--logdir",
-            str(tmp_path / "runs"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+@pytest.mark.slow
+def test_a_real_tensorboard_server_shows_the_run_its_curves_images_and_hparams(trained_run: TrainedRun) -> None:
+    command = [sys.executable, "-m", "tensorboard.main", "--logdir", str(trained_run.run_dir.parent)]
+    server = subprocess.Popen([*command, "--host", "127.0.0.1", "--port", "0"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)  # fmt: skip
+    # TensorBoard picks a free port and says which: "TensorBoard 2.x at http://127.0.0.1:PORT/".
+    port = None
+    for line in server.stderr:
+        if found := re.search(r"http://127.0.0.1:(\d+)/", line):
+            port = int(found.group(1))
+            break
+    assert port, "tensorboard did not start"
     base = f"http://127.0.0.1:{port}"
 
     def get(path: str, body: dict | None = None):
@@ -219,25 +198,20 @@ def test_a_real_tensorboard_server_shows_the_run_its_curves_images_and_hparams(
 
     try:
         deadline = time.monotonic() + 120
-        while True:  # the server is up once it answers and has read the run
-            try:
-                if get("/data/runs") == ["tiny"]:
-                    break
-            except OSError:
-                pass
-            assert server.poll() is None and time.monotonic() < deadline, "tensorboard did not come up"
-            time.sleep(0.5)
+        while get("/data/runs") != ["run"]:  # the server is up and has read the run
+            assert server.poll() is None and time.monotonic() < deadline, "tensorboard did not read the run"
+            time.sleep(0.2)
 
-        scalars = get("/data/plugin/scalars/tags")["tiny"]
+        scalars = get("/data/plugin/scalars/tags")["run"]
         assert {
             "train/loss_step",
-            "train/acc_epoch",
+            "train/acc",
             "val/acc",
             "val/acc_best",
             "test/acc",
             "test/acc_class_7",
         } <= set(scalars)
-        images = get("/data/plugin/images/tags")["tiny"]
+        images = get("/data/plugin/images/tags")["run"]
         expected_images = {
             "train/inputs",
             "val/confusion_matrix",
@@ -245,13 +219,12 @@ def test_a_real_tensorboard_server_shows_the_run_its_curves_images_and_hparams(
             "test/misclassified",
         }
         assert expected_images <= set(images)
-        assert get("/data/plugin/graphs/info")["tiny"]["run_graph"]
 
         experiment = get("/data/plugin/hparams/experiment", {"experimentName": ""})
         hparam_names = {info["name"] for info in experiment["hparamInfos"]}
         assert {"model", "optimizer", "optimizer.lr", "data.batch_size", "seed"} <= hparam_names
         metric_tags = {info["name"]["tag"] for info in experiment["metricInfos"]}
-        assert {"val/acc_best", "test/acc"} <= metric_tags
+        assert {"hparams/val/acc_best", "hparams/test/acc"} <= metric_tags
         statuses = ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"]
         query = {
             "experimentName": "",
@@ -266,7 +239,9 @@ def test_a_real_tensorboard_server_shows_the_run_its_curves_images_and_hparams(
             0.01
         )
         metrics = {value["name"]["tag"]: value["value"] for value in group["metricValues"]}
-        assert 0 <= metrics["test/acc"] <= 1 and 0 <= metrics["val/acc_best"] <= 1
+        for tag, line in (("hparams/test/acc", "test accuracy"), ("hparams/val/acc_best", "best val accuracy")):
+            printed = float(re.search(rf"{line}: +([0-9.]+)", trained_run.output).group(1))
+            assert metrics[tag] == pytest.approx(printed, abs=5e-5)  # what the run's summary said
     finally:
         server.terminate()
         server.wait(timeout=30)

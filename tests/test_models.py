@@ -25,7 +25,7 @@ def test_lenet_derives_its_first_fc_layer_from_the_image_size() -> None:
 
 def test_lenet_refuses_images_too_small_for_its_convolutions() -> None:
     LeNet(image_size=16)(torch.zeros(1, 1, 16, 16))  # the smallest size that works
-    with pytest.raises(ValueError, match=r"image_size=15 is too small for LeNet"):
+    with pytest.raises(ValueError, match=r"image_size=15 is invalid for LeNet: it needs at least 16"):
         LeNet(image_size=15)
 
 
@@ -42,19 +42,13 @@ def test_mlp_input_size_and_widths_follow_its_arguments() -> None:
     assert net(torch.zeros(5, 1, 28, 28)).shape == (5, 10)
 
 
-@pytest.mark.parametrize("hidden_sizes", [[], [200, 0]])
-def test_mlp_refuses_empty_or_zero_widths(hidden_sizes: list[int]) -> None:
-    with pytest.raises(ValueError, match="hidden_sizes"):
-        MLP(hidden_sizes=hidden_sizes)
-
-
 def test_lenet_hidden_sizes_set_the_widths_of_its_fully_connected_layers() -> None:
     net = LeNet(hidden_sizes=[60, 42])
     assert (net.fc1.out_features, net.fc2.out_features, net.fc3.in_features) == (60, 42, 42)
     assert net(torch.zeros(2, 1, 32, 32)).shape == (2, 10)
 
 
-@pytest.mark.parametrize("hidden_sizes", [[120], [120, 84, 10], [120, 0]])
-def test_lenet_refuses_other_than_two_positive_widths(hidden_sizes: list[int]) -> None:
-    with pytest.raises(ValueError, match=r"hidden_sizes=.* exactly 2 sizes"):
+@pytest.mark.parametrize("hidden_sizes", [[120], [120, 84, 10]])
+def test_lenet_refuses_other_than_two_widths(hidden_sizes: list[int]) -> None:
+    with pytest.raises(ValueError, match=r"hidden_sizes=.* is invalid for LeNet: give exactly 2 sizes"):
         LeNet(hidden_sizes=hidden_sizes)

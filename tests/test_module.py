@@ -56,7 +56,7 @@ def test_overfits_one_batch() -> None:
     trainer = quiet_trainer(max_epochs=150, limit_val_batches=0)
     trainer.fit(classifier, train_dataloaders=one_batch())
     assert trainer.callback_metrics["train/loss_epoch"] < 0.05
-    assert trainer.callback_metrics["train/acc_epoch"] == 1.0
+    assert trainer.callback_metrics["train/acc"] == 1.0
 
 
 def test_val_acc_best_is_the_best_epoch_and_ignores_the_sanity_check() -> None:
@@ -141,7 +141,7 @@ def test_training_curves_log_the_step_loss_every_n_steps_and_the_epoch_means(tmp
     assert [float(row["train/loss_epoch"]) for row in epoch_rows] == pytest.approx(
         [sum(losses[:6]) / 6, sum(losses[6:]) / 6], rel=1e-5
     )
-    assert all(0 <= float(row["train/acc_epoch"]) <= 1 for row in epoch_rows)
+    assert all(0 <= float(row["train/acc"]) <= 1 for row in epoch_rows)
 
 
 def test_validation_loss_and_accuracy_are_means_over_images_whatever_the_batch_sizes() -> None:
@@ -156,14 +156,6 @@ def test_validation_loss_and_accuracy_are_means_over_images_whatever_the_batch_s
         nn.functional.cross_entropy(logits, labels).item(), rel=1e-5
     )
     assert results[0]["val/acc"] == pytest.approx((logits.argmax(dim=1) == labels).float().mean().item())
-
-
-def test_attributes_set_by_lightning_around_hooks_bypass_only_nn_modules_registration() -> None:
-    classifier = Classifier(LeNet(), nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.01))
-    classifier._current_fx_name = "training_step"
-    assert classifier._current_fx_name == "training_step"
-    classifier.head = nn.Linear(10, 10)  # any other attribute still goes through nn.Module
-    assert "head" in dict(classifier.named_children())
 
 
 def test_channels_last_changes_the_memory_layout_not_the_outputs() -> None:

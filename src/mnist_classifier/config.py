@@ -57,8 +57,9 @@ class Number:
     @property
     def allowed(self) -> str:
         kind = "an integer" if self.integer else "a number"
-        low = f"{'>' if self.open_low else '>='} {self.low:g}" if self.low > -math.inf else ""
-        high = f"{'<' if self.open_high else '<='} {self.high:g}" if self.high < math.inf else ""
+        bound = (lambda value: str(int(value))) if self.integer else (lambda value: f"{value:g}")
+        low = f"{'>' if self.open_low else '>='} {bound(self.low)}" if self.low > -math.inf else ""
+        high = f"{'<' if self.open_high else '<='} {bound(self.high)}" if self.high < math.inf else ""
         text = f"{kind} {' and '.join(part for part in (low, high) if part)}".strip()
         return f"{text}{self.note}"
 
@@ -242,10 +243,21 @@ def preflight(argv: list[str], config_name: str = "train") -> None:
         parsed = parser.parse_overrides(overrides)
     except HydraException as error:
         raise BadInput(_first_line(error)) from error
+    sweeping = bool(flags & {"-m", "--multirun"})
+    if not sweeping and (sweep := next((override for override in parsed if override.is_sweep_override()), None)):
+        raise BadInput(
+            f"{sweep.input_line} is invalid without -m: a list is written [a,b]; a sweep over the values "
+            "needs -m (python train.py -m ...)"
+        )
     base = [_first_value(override) for override in parsed]
     cfg = _composed(base, config_name)
     validate(cfg)
-    if not flags & {"-m", "--multirun"}:
+    if not sweeping:
+        if study := cfg.hydra.runtime.choices.get("hparams_search"):
+            raise BadInput(
+                f"hparams_search={study} is invalid without -m: a study runs its trials as a sweep, "
+                f"python train.py -m hparams_search={study}"
+            )
         return
     swept = [override for override in parsed if override.is_sweep_override()]
     params = OmegaConf.select(cfg, "hydra.sweeper.params") or {}

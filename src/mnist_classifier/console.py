@@ -34,7 +34,8 @@ class EpochLog(Callback):
     """One line per validated epoch (the last step's loss, the validation loss and accuracies) when
     no progress bar shows them, e.g. when the output goes to a log file."""
 
-    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # Not on_validation_epoch_end: callbacks run that before the module logs val/acc_best.
         if trainer.sanity_checking or trainer.progress_bar_callback is not None or not trainer.is_global_zero:
             return
         metrics = trainer.callback_metrics

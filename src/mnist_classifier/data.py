@@ -84,10 +84,10 @@ class MNISTDataModule(LightningDataModule):
         reason = download(self.data_dir, self.dataset) if self.download else "download is off (data.download=false)"
         if missing := missing_files(self.data_dir, self.dataset):
             raise FileNotFoundError(
-                f"{self.dataset.name} is not in {raw_dir(self.data_dir, self.dataset)} and {reason}. Put the "
-                f"four files {', '.join(FILES)} there, plain or .gz (missing: {', '.join(missing)}), or point "
-                "data.data_dir (or the environment variable the README names) at a folder holding "
-                f"{self.dataset.folder}/raw/"
+                f"data.data_dir={self.data_dir} is invalid: {self.dataset.name} is not in "
+                f"{raw_dir(self.data_dir, self.dataset)} and {reason}; put the four files {', '.join(FILES)} "
+                f"there, plain or .gz (missing: {', '.join(missing)}), or point data.data_dir or "
+                f"{self.dataset.variable} at a folder holding {self.dataset.folder}/raw/"
             )
 
     def setup(self, stage: str | None = None) -> None:

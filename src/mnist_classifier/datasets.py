@@ -88,14 +88,17 @@ def read_split(data_dir: str | Path, dataset: DataSet, train: bool) -> tuple[tor
     images_name, labels_name = FILES[:2] if train else FILES[2:]
     images_file, labels_file = find_file(folder, images_name), find_file(folder, labels_name)
     if images_file is None or labels_file is None:
-        raise FileNotFoundError(f"{folder} lacks {images_name} or {labels_name}")
+        missing = images_name if images_file is None else labels_name
+        raise FileNotFoundError(f"{folder} is invalid: it lacks {missing} (plain or .gz)")
     images = read_idx(images_file, (None, IMAGE_SIZE, IMAGE_SIZE))
     labels = read_idx(labels_file, (None,))
     if len(images) != len(labels):
-        raise ValueError(f"{images_file} holds {len(images)} images but {labels_file} {len(labels)} labels")
+        raise ValueError(
+            f"{labels_file} is invalid: it holds {len(labels)} labels for the {len(images)} images of {images_file}"
+        )
     if len(labels) and int(labels.max()) >= len(dataset.classes):
         raise ValueError(
-            f"{labels_file} holds label {int(labels.max())}: the labels of {dataset.name} are 0 to "
-            f"{len(dataset.classes) - 1}"
+            f"{labels_file} is invalid: it holds label {int(labels.max())}, and the labels of {dataset.name} "
+            f"are 0 to {len(dataset.classes) - 1}"
         )
     return images, labels.long()

@@ -6,6 +6,7 @@ many bytes as its header says. A file that fails is refused with one line naming
 
 import gzip
 import math
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +23,8 @@ def read_bytes(path: Path) -> bytes:
         return data
     try:
         return gzip.decompress(data)
-    except (OSError, EOFError) as error:
-        raise ValueError(f"{path} is not a readable gzip file: {error}") from error
+    except (OSError, EOFError, zlib.error) as error:
+        raise ValueError(f"{path} is invalid: not a readable gzip file ({error})") from error
 
 
 def read_idx(path: Path, shape: tuple[int | None, ...]) -> torch.Tensor:
@@ -33,21 +34,24 @@ def read_idx(path: Path, shape: tuple[int | None, ...]) -> torch.Tensor:
     data = read_bytes(path)
     header_size = 4 + 4 * len(shape)
     if len(data) < header_size:
-        raise ValueError(f"{path} is truncated: {len(data)} bytes, less than its {header_size}-byte IDX header")
+        raise ValueError(
+            f"{path} is invalid: it is truncated, {len(data)} bytes, less than its {header_size}-byte IDX header"
+        )
     magic = int.from_bytes(data[:4], "big")
     expected_magic = UNSIGNED_BYTE << 8 | len(shape)
     if magic != expected_magic:
         raise ValueError(
-            f"{path} is not an IDX file of {len(shape)}-dimensional unsigned bytes: its magic number is "
-            f"0x{magic:08x}, expected 0x{expected_magic:08x}"
+            f"{path} is invalid: it is no IDX file of {len(shape)}-dimensional unsigned bytes (its magic "
+            f"number is 0x{magic:08x}, expected 0x{expected_magic:08x})"
         )
     sizes = tuple(int.from_bytes(data[i : i + 4], "big") for i in range(4, header_size, 4))
     if any(want is not None and got != want for got, want in zip(sizes, shape, strict=True)):
-        raise ValueError(f"{path} holds items of shape {sizes[1:]}, expected {shape[1:]}")
+        raise ValueError(f"{path} is invalid: its items have the shape {sizes[1:]}, expected {shape[1:]}")
     expected_size = header_size + math.prod(sizes)
     if len(data) != expected_size:
-        problem = "is truncated" if len(data) < expected_size else "has bytes beyond its data"
+        problem = "it is truncated" if len(data) < expected_size else "it has bytes beyond its data"
         raise ValueError(
-            f"{path} {problem}: {len(data)} bytes where its header ({sizes[0]} items) needs {expected_size}"
+            f"{path} is invalid: {problem}, {len(data)} bytes where its header ({sizes[0]} items) needs "
+            f"{expected_size}"
         )
     return torch.from_numpy(np.frombuffer(data, dtype=np.uint8, offset=header_size).reshape(sizes).copy())

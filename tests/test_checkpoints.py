@@ -1,0 +1,117 @@
+"""Checkpoints: the inference record every checkpoint carries, loading one alone anywhere, the
+upgrade of older ones, and which checkpoint a run resumes from."""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from mnist_classifier.checkpoints import RECORD, load_for_inference, package_version, upgrade
+from mnist_classifier.data import MNISTDataModule
+from mnist_classifier.errors import BadInput
+from mnist_classifier.resume import resume_point
+
+from .conftest import TrainedRun, script_module
+
+
+def test_every_checkpoint_carries_what_inference_needs(trained_run: TrainedRun, tiny_mnist: Path) -> None:
+    datamodule = MNISTDataModule(tiny_mnist, val_size=40, download=False)
+    datamodule.setup("fit")
+    for path in (trained_run.best, trained_run.last):
+        record = torch.load(path, weights_only=True)[RECORD]
+        assert record["model"] == {"name": "LeNet", "image_size": 32, "hidden_sizes": [120, 84]}
+        assert (record["dataset"], record["image_size"], record["resize"]) == ("mnist", 32, "bilinear")
+        assert record["classes"] == [str(digit) for digit in range(10)]
+        assert (record["mean"], record["std"]) == pytest.approx((datamodule.mean, datamodule.std))
+        assert record["version"] == package_version()
+
+
+def test_a_checkpoint_copied_alone_to_an_empty_folder_works_with_eval_predict_and_export(
+    trained_run: TrainedRun, tiny_mnist: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    alone = tmp_path / "elsewhere" / "model.ckpt"
+    alone.parent.mkdir()
+    shutil.copy(trained_run.best, alone)
+    monkeypatch.setenv("MNIST_DATA_DIR", str(tiny_mnist))
+    monkeypatch.chdir(alone.parent)
+    image = tmp_path / "digit.png"
+    from torchvision.io import write_png
+
+    write_png(torch.full((1, 28, 28), 200, dtype=torch.uint8), str(image))
+    for script, argv in (
+        ("eval.py", [str(alone)]),
+        ("predict.py", [str(alone), str(image)]),
+        ("export.py", [str(alone), "--out", str(tmp_path / "export"), "--formats", "torchscript"]),
+    ):
+        assert script_module(script).main(argv) == 0
+    output = capsys.readouterr().out
+    assert f"{alone}: test accuracy" in output and f"{image}\t" in output
+    assert (tmp_path / "export" / "model.pt").is_file()
+
+
+def test_an_older_checkpoint_is_upgraded_from_its_run_config_to_the_same_model(
+    trained_run: TrainedRun, tmp_path: Path
+) -> None:
+    run_dir = shutil.copytree(trained_run.run_dir, tmp_path / "run")
+    old = run_dir / "checkpoints" / trained_run.best.name
+    checkpoint = torch.load(old, weights_only=True)
+    record = checkpoint.pop(RECORD)
+    checkpoint["MNISTDataModule"] = {"mean": record["mean"], "std": record["std"]}  # where it was kept
+    torch.save(checkpoint, old)
+    config = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
+    del config["data"]["dataset"]  # older configs knew only MNIST
+    (run_dir / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(BadInput, match="convert it once with python -m mnist_classifier.checkpoints upgrade"):
+        load_for_inference(old)
+
+    upgrade(old)
+    upgraded, original = load_for_inference(old), load_for_inference(trained_run.best)
+    assert torch.load(old, weights_only=True)[RECORD] == record
+    images = torch.randint(0, 256, (5, 28, 28), dtype=torch.uint8)
+    torch.testing.assert_close(upgraded.probabilities(images), original.probabilities(images))
+
+
+def test_a_checkpoint_naming_a_class_outside_the_projects_models_is_refused(
+    trained_run: TrainedRun, tmp_path: Path
+) -> None:
+    checkpoint = torch.load(trained_run.best, weights_only=True)
+    checkpoint[RECORD]["model"]["name"] = "os.system"
+    torch.save(checkpoint, tmp_path / "hostile.ckpt")
+    with pytest.raises(BadInput, match=r"it holds a os.system, and inference knows LeNet, MLP"):
+        load_for_inference(tmp_path / "hostile.ckpt")
+
+
+def make_run(log_dir: Path, name: str, overrides: list[str], age: float) -> Path:
+    """A run dir with Hydra's record of its overrides and a last checkpoint `age` seconds old."""
+    run_dir = log_dir / "2026-11-25" / name
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    last = run_dir / "checkpoints" / "last.ckpt"
+    last.parent.mkdir()
+    last.write_bytes(b"")
+    stamp = last.stat().st_mtime - age
+    os.utime(last, (stamp, stamp))
+    return run_dir
+
+
+def test_last_resumes_the_newest_run_with_the_same_overrides_in_its_own_dir(tmp_path: Path) -> None:
+    make_run(tmp_path, "10-00-00", ["optimizer=adam"], age=30)
+    newest = make_run(tmp_path, "11-00-00", ["optimizer=adam", "ckpt_path=last"], age=20)
+    make_run(tmp_path, "12-00-00", ["optimizer=sgd"], age=10)
+    assert resume_point("last", tmp_path, ["optimizer=adam", "ckpt_path=last"]) == (
+        newest / "checkpoints" / "last.ckpt",
+        newest,
+    )
+    assert resume_point(None, tmp_path, []) == (None, None)
+
+
+def test_a_checkpoint_file_continues_its_run_dir_and_one_elsewhere_starts_a_new_one(tmp_path: Path) -> None:
+    run_dir = make_run(tmp_path, "10-00-00", [], age=0)
+    inside = run_dir / "checkpoints" / "last.ckpt"
+    assert resume_point(str(inside), tmp_path, []) == (inside, run_dir)
+    elsewhere = tmp_path / "copy.ckpt"
+    elsewhere.write_bytes(b"")
+    assert resume_point(str(elsewhere), tmp_path, []) == (elsewhere, None)

@@ -1,0 +1,48 @@
+"""The failure policy every entry point runs under."""
+
+import pytest
+
+from mnist_classifier.errors import ArgumentParser, BadInput, entry_point, failure_policy, reading_input
+
+
+def test_bad_input_is_one_line_with_status_2_and_other_errors_status_1(capsys) -> None:
+    with pytest.raises(SystemExit) as stop, failure_policy():
+        raise BadInput("x=1 is invalid: it must be 2\nand no second line")
+    assert stop.value.code == 2
+    assert capsys.readouterr().err == "error: x=1 is invalid: it must be 2 and no second line\n"
+    with pytest.raises(SystemExit) as stop, failure_policy():
+        raise RuntimeError("the disk is full")
+    assert stop.value.code == 1
+    assert capsys.readouterr().err == "error: the disk is full\n"
+
+
+def test_errors_reading_input_are_bad_input_and_errors_later_are_failures() -> None:
+    with pytest.raises(BadInput, match="no such file"), reading_input():
+        raise FileNotFoundError("no such file")
+    with pytest.raises(KeyError), reading_input():
+        raise KeyError("a bug, not bad input")
+
+
+def test_a_sweep_job_and_hydra_full_error_get_the_exception_itself(monkeypatch) -> None:
+    with pytest.raises(BadInput), failure_policy(in_sweep=True):  # the job fails, the sweep goes on
+        raise BadInput("x=1 is invalid")
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    with pytest.raises(RuntimeError), failure_policy():
+        raise RuntimeError("with its traceback")
+
+
+def test_a_bad_command_line_is_one_line_not_argparses_usage_block(capsys) -> None:
+    @entry_point
+    def main(argv: list[str]) -> int:
+        parser = ArgumentParser(prog="tool.py")
+        parser.add_argument("count", type=int)
+        parser.parse_args(argv)
+        return 0
+
+    assert main(["3"]) == 0
+    with pytest.raises(SystemExit) as stop:
+        main(["three"])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err == (
+        "error: tool.py: argument count: invalid int value: 'three' (see tool.py --help)\n"
+    )
