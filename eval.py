@@ -15,7 +15,9 @@ from mnist_classifier.errors import ArgumentParser, entry_point, reading_input
 def main(argv: list[str]) -> int:
     parser = ArgumentParser(prog="eval.py", description=__doc__.splitlines()[0])
     parser.add_argument("checkpoints", type=Path, nargs="+", metavar="CKPT", help="checkpoint files")
-    parser.add_argument("--data-dir", type=Path, help="the folder holding <data set>/raw/ (default: as training)")
+    parser.add_argument(
+        "--data-dir", type=Path, help="the folder holding <data set>/raw/ (default: as training)"
+    )
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
     args = parser.parse_args(argv)
 
@@ -28,7 +30,9 @@ def main(argv: list[str]) -> int:
         dataset = DATASETS[models[0].dataset]
         images, labels = read_split(args.data_dir or default_data_dir(dataset), dataset, train=False)
         probabilities = ensemble_probabilities(models, images)
-    names = [str(model.path) for model in models] + ([f"ensemble of {len(models)}"] if len(models) > 1 else [])
+    names = [str(model.path) for model in models] + (
+        [f"ensemble of {len(models)}"] if len(models) > 1 else []
+    )
     results = [score(each, labels) for each in probabilities]
     for name, result in zip(names, results, strict=True):
         print(f"{name}: test accuracy {result.accuracy:.4f}, loss {result.loss:.4f}")

@@ -29,7 +29,9 @@ def export_onnx(net, example, path: Path) -> None:
     try:
         import onnxscript  # noqa: F401  (torch's ONNX exporter needs it)
     except ImportError as error:
-        raise BadInput('--formats onnx is invalid here: it needs the onnx extra, pip install -e ".[onnx]"') from error
+        raise BadInput(
+            '--formats onnx is invalid here: it needs the onnx extra, pip install -e ".[onnx]"'
+        ) from error
     torch.onnx.export(
         net,
         (example,),
@@ -47,7 +49,9 @@ def export_onnx(net, example, path: Path) -> None:
 def main(argv: list[str]) -> int:
     parser = ArgumentParser(prog="export.py", description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", type=Path, metavar="CKPT", help="a checkpoint file")
-    parser.add_argument("--out", type=Path, help="where to write (default: export/ beside the checkpoint's folder)")
+    parser.add_argument(
+        "--out", type=Path, help="where to write (default: export/ beside the checkpoint's folder)"
+    )
     parser.add_argument("--formats", nargs="+", choices=FORMATS, default=list(FORMATS))
     args = parser.parse_args(argv)
 

@@ -2,6 +2,7 @@
 
     python benchmarks/throughput.py                      # LeNet and MLP, batch 64 and 256, 3 epochs
     python benchmarks/throughput.py --models lenet --batch-sizes 512 --epochs 5
+    python benchmarks/throughput.py --paths lightning hand --augment affine   # + augmentation's cost
 
 For each model and batch size, three ways to train on the same MNIST split:
 
@@ -13,11 +14,14 @@ For each model and batch size, three ways to train on the same MNIST split:
 
 Lightning and the hand loop take turns in one process, a hand epoch after each Lightning epoch,
 and their ratio is the median over these pairs: on a machine whose speed drifts (a shared VM can
-change by 2x within minutes) only epochs seconds apart compare. The tutorial runs in a process of
-its own. Every epoch is training plus a pass over the 5,000 validation images (in batches of
-`data.eval_batch_size`). Seconds per epoch are the median over the epochs after the first
-(warm-up) of every run; `--repeats N` runs each process N times, interleaved. Images/s counts
-training images. Runs on the GPU when one is present (`--device cpu` to stay on the CPU).
+change by 2x within minutes) only epochs seconds apart compare. With `--augment NAME`, each turn
+also runs a hand epoch whose batches are distorted by `augment=NAME` (on their device, as the
+data module does in training): the row `hand+NAME` gives its cost against the plain hand epoch.
+The tutorial runs in a process of its own. Every epoch is training plus a pass over the 5,000
+validation images (in batches of `data.eval_batch_size`). Seconds per epoch are the median over the
+epochs after the first (warm-up) of every run; `--repeats N` runs each process N times,
+interleaved. Images/s counts training images. Runs on the GPU when one is present (`--device cpu`
+to stay on the CPU).
 """
 
 import argparse
@@ -36,30 +40,19 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
+from torch import nn
 from torch.utils.data import DataLoader, Subset
 from torchvision import datasets, transforms
 
+from mnist_classifier.batches import Batch
+from mnist_classifier.config import compose
 from mnist_classifier.data import MNISTDataModule
-from mnist_classifier.experiment import build
-from mnist_classifier.module import Batch
+from mnist_classifier.wiring import build
 
 ROOT = Path(__file__).resolve().parents[1]
 PATHS = ("lightning", "hand", "tutorial")
-
-
-def compose_config(overrides: list[str], output_dir: str) -> DictConfig:
-    """The config train.py would get for these overrides, with Hydra's runtime pointed at output_dir."""
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = output_dir
-        cfg.hydra.runtime.cwd = str(ROOT)
-    HydraConfig.instance().set_config(cfg)
-    return cfg
 
 
 class EpochTimer(L.Callback):
@@ -96,12 +89,15 @@ class HandLoop:
         device: torch.device,
         train_batches: Callable[[], Iterable[Batch]],
         val_batches: Callable[[], Iterable[Batch]],
+        augment: nn.Module | None = None,
     ) -> None:
         L.seed_everything(cfg.seed, verbose=False)
         self.model = instantiate(cfg.model).to(device)
         self.loss_fn = instantiate(cfg.loss)
         self.optimizer = instantiate(cfg.optimizer)(self.model.parameters())
         self.device, self.train_batches, self.val_batches = device, train_batches, val_batches
+        self.augment = augment
+        self.step = 0
 
     def epoch(self) -> float:
         """Train one epoch and validate; return its seconds."""
@@ -110,6 +106,9 @@ class HandLoop:
         self.model.train()
         for images, labels in self.train_batches():
             images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            if self.augment is not None:
+                images = self.augment(images, self.step)
+            self.step += 1
             loss = self.loss_fn(self.model(images), labels)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -125,11 +124,15 @@ class HandLoop:
 
 
 def hand_loop_on_tensors(
-    cfg: DictConfig, datamodule: MNISTDataModule, device: torch.device, limit: int | None
+    cfg: DictConfig,
+    datamodule: MNISTDataModule,
+    device: torch.device,
+    limit: int | None,
+    augment: nn.Module | None = None,
 ) -> HandLoop:
-    """A hand loop over the data module's tensors."""
-    train_images, train_labels = (t.to(device) for t in datamodule.train_set.tensors)
-    val_images, val_labels = (t.to(device) for t in datamodule.val_set.tensors)
+    """A hand loop over the data module's tensors, its batches distorted by `augment` if given."""
+    train_images, train_labels = (t.to(device) for t in datamodule.train_set)
+    val_images, val_labels = (t.to(device) for t in datamodule.val_set)
     size, eval_size = cfg.data.batch_size, cfg.data.eval_batch_size
 
     def train_batches() -> Iterable[Batch]:
@@ -140,7 +143,7 @@ def hand_loop_on_tensors(
         starts = range(0, len(val_labels), eval_size)[:limit]
         return ((val_images[i : i + eval_size], val_labels[i : i + eval_size]) for i in starts)
 
-    return HandLoop(cfg, device, train_batches, val_batches)
+    return HandLoop(cfg, device, train_batches, val_batches, augment)
 
 
 # Each run gives the seconds of every epoch of each path it ran, and the training images an epoch.
@@ -152,24 +155,36 @@ def epoch_images(train_count: int, batch_size: int, limit: int | None) -> int:
     return min(train_count, batch_size * limit) if limit else train_count
 
 
-def run_lightning(cfg: DictConfig, device: torch.device, limit: int | None, paired: bool = False) -> Timings:
-    """The Lightning path. Paired: with a hand-loop epoch after each Lightning epoch, in this
-    process, so that a machine whose speed drifts slows both alike and their ratio holds."""
+def run_lightning(
+    cfg: DictConfig, device: torch.device, limit: int | None, paired: bool = False, augment: str | None = None
+) -> Timings:
+    """The Lightning path. Paired: with a hand-loop epoch after each Lightning epoch (and one with
+    the augmentation `augment`, if given), in this process, so that a machine whose speed drifts
+    slows them alike and their ratios hold."""
     datamodule, classifier, trainer = build(cfg)
-    hand = hand_loop_on_tensors(cfg, datamodule, device, limit) if paired else None
-    hand_seconds: list[float] = []
-    timer = EpochTimer(between=(lambda: hand_seconds.append(hand.epoch())) if hand else None)
+    loops = {"hand": hand_loop_on_tensors(cfg, datamodule, device, limit)} if paired else {}
+    if paired and augment:
+        distortion = instantiate(compose([f"augment={augment}"], cfg.paths.output_dir).augment)
+        loops[f"hand+{augment}"] = hand_loop_on_tensors(cfg, datamodule, device, limit, distortion)
+    seconds: dict[str, list[float]] = {name: [] for name in loops}
+
+    def between() -> None:
+        for name, loop in loops.items():
+            seconds[name].append(loop.epoch())
+
+    timer = EpochTimer(between=between if loops else None)
     trainer.callbacks.append(timer)
     trainer.fit(classifier, datamodule=datamodule)
-    seconds = {"lightning": timer.seconds} | ({"hand": hand_seconds} if hand else {})
-    return seconds, epoch_images(len(datamodule.train_set), datamodule.batch_size, limit)
+    return {"lightning": timer.seconds} | seconds, epoch_images(
+        len(datamodule.train_set[1]), datamodule.batch_size, limit
+    )
 
 
 def run_hand(cfg: DictConfig, device: torch.device, limit: int | None) -> Timings:
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     loop = hand_loop_on_tensors(cfg, datamodule, device, limit)
-    images = epoch_images(len(datamodule.train_set), datamodule.batch_size, limit)
+    images = epoch_images(len(datamodule.train_set[1]), datamodule.batch_size, limit)
     return {"hand": [loop.epoch() for _ in range(cfg.trainer.max_epochs)]}, images
 
 
@@ -198,14 +213,6 @@ def run_tutorial(cfg: DictConfig, device: torch.device, limit: int | None) -> Ti
     return {"tutorial": [loop.epoch() for _ in range(cfg.trainer.max_epochs)]}, images
 
 
-RUNNERS = {
-    "paired": partial(run_lightning, paired=True),
-    "lightning": run_lightning,
-    "hand": run_hand,
-    "tutorial": run_tutorial,
-}
-
-
 def measure_one(run: str, model: str, batch_size: int, args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
     overrides = [f"model={model}", f"data.batch_size={batch_size}", f"trainer.max_epochs={args.epochs}"]
@@ -216,9 +223,15 @@ def measure_one(run: str, model: str, batch_size: int, args: argparse.Namespace)
     overrides += args.overrides
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
+    runners = {
+        "paired": partial(run_lightning, paired=True, augment=args.augment),
+        "lightning": run_lightning,
+        "hand": run_hand,
+        "tutorial": run_tutorial,
+    }
     with tempfile.TemporaryDirectory() as output_dir:
-        cfg = compose_config(overrides, output_dir)
-        seconds, images = RUNNERS[run](cfg, device, args.limit_batches or None)
+        cfg = compose(overrides, output_dir)
+        seconds, images = runners[run](cfg, device, args.limit_batches or None)
     return {
         "seconds": seconds,
         "images": images,
@@ -232,6 +245,7 @@ def measure(run: str, model: str, batch_size: int, args: argparse.Namespace) -> 
     command = [sys.executable, __file__, "--one", run, "--models", model, "--batch-sizes", str(batch_size)]
     command += ["--epochs", str(args.epochs), "--device", args.device]
     command += ["--limit-batches", str(args.limit_batches)] if args.limit_batches else []
+    command += ["--augment", args.augment] if args.augment else []
     command += ["--", *args.overrides]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     if result.returncode != 0:
@@ -248,7 +262,7 @@ def summarise(model: str, batch_size: int, measurements: list[dict]) -> list[dic
     Lightning, its images/s against the hand loop's as the median ratio of paired epochs (the two
     always run paired), and against the tutorial's as the ratio of the medians."""
     rows = {}
-    for path in PATHS:
+    for path in [*PATHS, *sorted({name for m in measurements for name in m["seconds"] if "+" in name})]:
         runs = [m for m in measurements if path in m["seconds"]]
         if not runs:
             continue
@@ -264,31 +278,40 @@ def summarise(model: str, batch_size: int, measurements: list[dict]) -> list[dic
         }
     if "lightning" in rows:
         lightning = rows["lightning"]
-        paired = [
-            hand / light
-            for run in measurements
-            if {"lightning", "hand"} <= run["seconds"].keys()
-            for light, hand in zip(
-                after_warm_up(run["seconds"]["lightning"]), after_warm_up(run["seconds"]["hand"]), strict=True
-            )
-        ]
-        if paired:
+        if paired := paired_ratios(measurements, "hand", "lightning"):
             lightning["vs_hand"] = statistics.median(paired)
         if "tutorial" in rows:
             lightning["vs_tutorial"] = lightning["images_per_second"] / rows["tutorial"]["images_per_second"]
+    for path in rows:
+        if "+" in path:  # an augmented hand epoch's seconds over the plain one's, paired
+            rows[path]["cost"] = statistics.median(paired_ratios(measurements, path, "hand")) - 1
     return list(rows.values())
+
+
+def paired_ratios(measurements: list[dict], numerator: str, denominator: str) -> list[float]:
+    """The ratios of the seconds of two paths' epochs, epoch by epoch, where they ran paired."""
+    return [
+        top / bottom
+        for run in measurements
+        if {numerator, denominator} <= run["seconds"].keys()
+        for top, bottom in zip(
+            after_warm_up(run["seconds"][numerator]), after_warm_up(run["seconds"][denominator]), strict=True
+        )
+    ]
 
 
 def table(rows: list[dict]) -> str:
     columns = ["model", "batch", "path", "s/epoch", "images/s", "lightning/hand", "lightning/tutorial"]
-    columns += ["peak RSS MB", "peak GPU MB"]
+    columns += ["augmentation cost", "peak RSS MB", "peak GPU MB"]
     lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
     for r in rows:
         ratios = [f"{r[key]:.2f}" if key in r else "" for key in ("vs_hand", "vs_tutorial")]
+        cost = f"{r['cost']:+.1%}" if "cost" in r else ""
         gpu = f"{r['peak_gpu_mb']:.0f}" if r["peak_gpu_mb"] is not None else "-"
         lines.append(
             f"| {r['model']} | {r['batch_size']} | {r['path']} | {r['epoch_seconds']:.2f} "
-            f"| {r['images_per_second']:,.0f} | {ratios[0]} | {ratios[1]} | {r['peak_rss_mb']:.0f} | {gpu} |"
+            f"| {r['images_per_second']:,.0f} | {ratios[0]} | {ratios[1]} | {cost} "
+            f"| {r['peak_rss_mb']:.0f} | {gpu} |"
         )
     return "\n".join(lines)
 
@@ -302,7 +325,8 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=1, help="runs of each path, interleaved")
     parser.add_argument("--limit-batches", type=int, default=0, help="batches per epoch (0: all)")
-    parser.add_argument("--one", choices=list(RUNNERS), help=argparse.SUPPRESS)
+    parser.add_argument("--augment", help="also time hand epochs distorted by this augment option (paired)")
+    parser.add_argument("--one", choices=["paired", *PATHS], help=argparse.SUPPRESS)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for all three paths, after --")
     args = parser.parse_args()
     for name in ("epochs", "repeats"):

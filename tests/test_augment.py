@@ -32,7 +32,11 @@ def test_no_distortion_is_the_identity() -> None:
 def test_each_image_is_distorted_on_its_device_in_its_dtype_and_shape() -> None:
     images = digits().double()
     distorted = RandomAffine(**DISTORTIONS, seed=1)(images, step=0)
-    assert distorted.shape == images.shape and distorted.dtype == images.dtype and distorted.device == images.device
+    assert (
+        distorted.shape == images.shape
+        and distorted.dtype == images.dtype
+        and distorted.device == images.device
+    )
     changed = (distorted - images).abs().flatten(1).amax(dim=1) > 0.1
     assert changed.all()  # every image, each its own way:
     assert len({tuple(image.flatten().round(decimals=3).tolist()) for image in distorted}) == len(images)
@@ -49,7 +53,9 @@ def test_the_same_seed_and_step_distort_identically_other_seeds_and_steps_differ
 
 def test_a_mirror_is_exact_and_a_shift_stays_within_its_range() -> None:
     images = digits()
-    torch.testing.assert_close(RandomAffine(hflip=1.0)(images, step=0), TF.horizontal_flip(images), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        RandomAffine(hflip=1.0)(images, step=0), TF.horizontal_flip(images), atol=1e-5, rtol=0
+    )
     shifted = RandomAffine(translate=0.25, seed=2)(images, step=0) + 0.5
     columns = torch.arange(32.0)
     centre = (shifted.sum(dim=2).squeeze(1) * columns).sum(dim=1) / shifted.sum(dim=(1, 2, 3))

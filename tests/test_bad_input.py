@@ -96,7 +96,7 @@ CASES: list[tuple[str, Callable, Callable[[Context], list[str]], str]] = [
     ("lenet size", train, lambda c: ["data.image_size=12"], "image_size=12 is invalid for LeNet: it needs at least 16"),
     ("pad size", train, lambda c: ["data.image_size=20", "data.resize=pad"], "data.image_size=20 is invalid with data.resize=pad"),
     ("split", train, lambda c: [f"data.val_size={TINY_TRAIN}"], f"data.val_size={TINY_TRAIN} is invalid: it must be smaller than the {TINY_TRAIN} training images"),
-    ("no data", train, lambda c: [f"data.data_dir={c.tmp / 'none'}"], f"data.data_dir={{tmp}}/none is invalid: mnist is not in {{tmp}}/none/MNIST/raw and download is off"),
+    ("no data", train, lambda c: [f"data.data_dir={c.tmp / 'none'}"], "data.data_dir={tmp}/none is invalid: mnist is not in {tmp}/none/MNIST/raw and download is off"),
     ("no fashion", train, lambda c: ["data=fashion_mnist", f"data.data_dir={c.tmp}"], "data.data_dir={tmp} is invalid: fashion_mnist is not in {tmp}/FashionMNIST/raw"),
     ("corrupt data", train, truncated_labels, "{tmp}/data/MNIST/raw/train-labels-idx1-ubyte is invalid: it is truncated"),
     ("no checkpoint", train, lambda c: [f"ckpt_path={c.tmp / 'none.ckpt'}"], "ckpt_path={tmp}/none.ckpt is invalid: no such file"),
@@ -123,7 +123,9 @@ CASES: list[tuple[str, Callable, Callable[[Context], list[str]], str]] = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("entry", "argv", "message"), [case[1:] for case in CASES], ids=[case[0] for case in CASES])
+@pytest.mark.parametrize(
+    ("entry", "argv", "message"), [case[1:] for case in CASES], ids=[case[0] for case in CASES]
+)
 def test_bad_input_is_one_line_and_exit_status_2_before_any_work(
     entry, argv, message: str, tiny_mnist: Path, tmp_path: Path, trained_run: TrainedRun, capsys
 ) -> None:

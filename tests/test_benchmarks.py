@@ -1,21 +1,38 @@
-"""The benchmark scripts run: a tiny budget on the tiny IDX data, figures checked for shape only."""
+"""The benchmark script on a tiny budget: its table must agree with the timings it measured."""
 
+import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from .conftest import ROOT, user_environment
 
 
-def test_throughput_benchmark_prints_a_row_per_path_with_the_ratios(tiny_mnist: Path) -> None:
-    env = user_environment(tiny_mnist)
+@pytest.mark.slow
+def test_throughput_benchmark_summarises_its_paired_timings(tiny_mnist: Path) -> None:
     command = [sys.executable, "benchmarks/throughput.py", "--models", "lenet", "--batch-sizes", "16"]
-    command += ["--epochs", "2", "--limit-batches", "2", "--", "data.val_size=40"]
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    command += ["--epochs", "3", "--limit-batches", "2", "--augment", "affine", "--", "data.val_size=40"]
+    result = subprocess.run(
+        command, cwd=ROOT, env=user_environment(tiny_mnist), capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr
-    rows = [line.split("|")[1:-1] for line in result.stdout.splitlines() if line.startswith("| lenet")]
-    assert [row[2].strip() for row in rows] == ["lightning", "hand", "tutorial"]
-    for row in rows:
-        assert float(row[3]) > 0 and float(row[4].replace(",", "")) > 0  # s/epoch, images/s
-    lightning = rows[0]
-    assert float(lightning[5]) > 0 and float(lightning[6]) > 0  # the two ratios
+    rows = {row[2].strip(): row for row in (line.split("|")[1:-1] for line in result.stdout.splitlines())
+            if row and row[0].strip() == "lenet"}  # fmt: skip
+    assert list(rows) == ["lightning", "hand", "tutorial", "hand+affine"]
+    timings = {run["run"]: run for run in map(json.loads, result.stderr.strip().splitlines()[-2:])}
+    seconds = timings["paired"]["seconds"] | timings["tutorial"]["seconds"]
+    for path, row in rows.items():  # the median epoch after the first, and 2 batches of 16 in it
+        epoch = statistics.median(seconds[path][1:])
+        assert float(row[3]) == pytest.approx(epoch, abs=0.005)
+        assert float(row[4].replace(",", "")) == pytest.approx(32 / epoch, rel=0.01)
+
+    def paired(top: str, bottom: str) -> float:
+        return statistics.median(a / b for a, b in zip(seconds[top][1:], seconds[bottom][1:], strict=True))
+
+    assert float(rows["lightning"][5]) == pytest.approx(paired("hand", "lightning"), abs=0.005)
+    assert float(rows["hand+affine"][7].strip().rstrip("%")) == pytest.approx(
+        100 * (paired("hand+affine", "hand") - 1), abs=0.05
+    )

@@ -64,7 +64,7 @@ def test_an_older_checkpoint_is_upgraded_from_its_run_config_to_the_same_model(
     config = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
     del config["data"]["dataset"]  # older configs knew only MNIST
     (run_dir / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
-    with pytest.raises(BadInput, match="convert it once with python -m mnist_classifier.checkpoints upgrade"):
+    with pytest.raises(BadInput, match=r"convert it once with python -m mnist_classifier\.checkpoints upgrade"):
         load_for_inference(old)
 
     upgrade(old)

@@ -8,7 +8,6 @@ import pytest
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch import Trainer
-from omegaconf import OmegaConf
 from torch import nn
 
 from mnist_classifier.config import Number, OneOf, Sizes, compose, hyperparameters, preflight, validate
@@ -47,11 +46,15 @@ def build_everything(cfg) -> None:
 
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
-def test_every_option_of_every_group_composes_validates_and_builds(compose_config, group: str, option: str) -> None:
+def test_every_option_of_every_group_composes_validates_and_builds(
+    compose_config, group: str, option: str
+) -> None:
     needs = ["hparams_search=optuna"] if group == "pruner" else []  # a pruner belongs to a study
     cfg = compose_config(*needs, f"{group}={option}")
     if cfg.trainer.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        with pytest.raises(BadInput, match=r"trainer.accelerator=gpu is invalid: this machine has no CUDA GPU"):
+        with pytest.raises(
+            BadInput, match=r"trainer.accelerator=gpu is invalid: this machine has no CUDA GPU"
+        ):
             validate(cfg)
     else:
         validate(cfg)

@@ -121,7 +121,9 @@ def test_misclassified_digits_are_the_wrong_predictions_with_their_probability(
     datamodule = MNISTDataModule(tiny_mnist, val_size=40, download=False)
     misclassified = MisclassifiedDigits(count=5)
     logger = L.pytorch.loggers.TensorBoardLogger(tmp_path, name="", version="")
-    trainer = L.Trainer(accelerator="cpu", logger=logger, callbacks=[misclassified], enable_progress_bar=False)
+    trainer = L.Trainer(
+        accelerator="cpu", logger=logger, callbacks=[misclassified], enable_progress_bar=False
+    )
     trainer.test(classifier, datamodule=datamodule, verbose=False)
     labels = datamodule.test_set[1]
     expected = [index for index in range(len(labels)) if labels[index] != 0][:5]
@@ -166,7 +168,9 @@ def test_histograms_are_off_by_default_and_one_setting_turns_them_on(
 def test_hparams_hold_the_runs_settings_beside_its_final_metrics(tmp_path: Path) -> None:
     logger = L.pytorch.loggers.TensorBoardLogger(tmp_path, name="", version="", default_hp_metric=False)
     trainer = L.Trainer(logger=logger, accelerator="cpu")
-    log_hyperparameters(trainer, {"model": "lenet", "optimizer.lr": 0.01}, {"test/acc": 0.97, "val/loss": float("nan")})
+    log_hyperparameters(
+        trainer, {"model": "lenet", "optimizer.lr": 0.01}, {"test/acc": 0.97, "val/loss": float("nan")}
+    )
     logger.experiment.flush()
     accumulator = events(tmp_path)
     content = accumulator.PluginTagToContent("hparams")
@@ -177,7 +181,9 @@ def test_hparams_hold_the_runs_settings_beside_its_final_metrics(tmp_path: Path)
 
 
 @pytest.mark.slow
-def test_a_real_tensorboard_server_shows_the_run_its_curves_images_and_hparams(trained_run: TrainedRun) -> None:
+def test_a_real_tensorboard_server_shows_the_run_its_curves_images_and_hparams(
+    trained_run: TrainedRun,
+) -> None:
     command = [sys.executable, "-m", "tensorboard.main", "--logdir", str(trained_run.run_dir.parent)]
     server = subprocess.Popen([*command, "--host", "127.0.0.1", "--port", "0"], stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True)  # fmt: skip
@@ -239,7 +245,10 @@ def test_a_real_tensorboard_server_shows_the_run_its_curves_images_and_hparams(t
             0.01
         )
         metrics = {value["name"]["tag"]: value["value"] for value in group["metricValues"]}
-        for tag, line in (("hparams/test/acc", "test accuracy"), ("hparams/val/acc_best", "best val accuracy")):
+        for tag, line in (
+            ("hparams/test/acc", "test accuracy"),
+            ("hparams/val/acc_best", "best val accuracy"),
+        ):
             printed = float(re.search(rf"{line}: +([0-9.]+)", trained_run.output).group(1))
             assert metrics[tag] == pytest.approx(printed, abs=5e-5)  # what the run's summary said
     finally:

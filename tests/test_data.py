@@ -94,7 +94,9 @@ def test_pad_mode_puts_a_two_pixel_zero_border_around_the_digit(tiny_mnist: Path
     border = torch.ones(32, 32, dtype=torch.bool)
     border[2:30, 2:30] = False
     assert restored[:, 0, border].abs().max() < 1e-5
-    assert torch.allclose(restored[:, 0, 2:30, 2:30], MNIST(tiny_mnist, train=False).data.float() / 255, atol=1e-5)
+    assert torch.allclose(
+        restored[:, 0, 2:30, 2:30], MNIST(tiny_mnist, train=False).data.float() / 255, atol=1e-5
+    )
 
 
 def test_loaders_give_batches_of_the_configured_size(tiny_mnist: Path) -> None:
@@ -131,7 +133,12 @@ def test_processes_of_a_data_parallel_run_get_disjoint_shards(shuffle: bool) -> 
     # 101 images over 2 processes: training shards of 50 each (equal step counts), evaluation
     # shards of 51 and 50 that together hold every image once.
     shards = [
-        torch.cat([labels for _, labels in TensorBatches(*numbered(101), 8, shuffle, seed=3, rank=rank, world_size=2)])
+        torch.cat(
+            [
+                labels
+                for _, labels in TensorBatches(*numbered(101), 8, shuffle, seed=3, rank=rank, world_size=2)
+            ]
+        )
         for rank in (0, 1)
     ]
     assert not set(shards[0].tolist()) & set(shards[1].tolist())
@@ -189,10 +196,14 @@ def test_missing_files_are_refused_naming_the_folder_and_the_four_files(tmp_path
         (
             "train-images-idx3-ubyte",
             lambda data: data[:-100],
-            rf"train-images-idx3-ubyte is invalid: it is truncated, {16 + TINY_TRAIN * 784 - 100} bytes where its "
-            rf"header \({TINY_TRAIN} items\) needs {16 + TINY_TRAIN * 784}",
+            rf"train-images-idx3-ubyte is invalid: it is truncated, {16 + TINY_TRAIN * 784 - 100} bytes "
+            rf"where its header \({TINY_TRAIN} items\) needs {16 + TINY_TRAIN * 784}",
         ),
-        ("train-labels-idx1-ubyte", lambda data: data + b"\x00", r"train-labels-idx1-ubyte is invalid: it has bytes beyond"),
+        (
+            "train-labels-idx1-ubyte",
+            lambda data: data + b"\x00",
+            r"train-labels-idx1-ubyte is invalid: it has bytes beyond",
+        ),
         (
             "train-images-idx3-ubyte",
             lambda data: data[:8] + (32).to_bytes(4, "big") + data[12:],
@@ -201,16 +212,30 @@ def test_missing_files_are_refused_naming_the_folder_and_the_four_files(tmp_path
         (
             "train-labels-idx1-ubyte",
             lambda data: data[:4] + (TINY_TRAIN - 1).to_bytes(4, "big") + data[8:-1],
-            rf"train-labels-idx1-ubyte is invalid: it holds {TINY_TRAIN - 1} labels for the {TINY_TRAIN} images",
+            rf"train-labels-idx1-ubyte is invalid: it holds {TINY_TRAIN - 1} labels for the "
+            rf"{TINY_TRAIN} images",
         ),
         (
             "t10k-labels-idx1-ubyte",
             lambda data: data[:-1] + b"\x0c",
             r"t10k-labels-idx1-ubyte is invalid: it holds label 12, and the labels of mnist are 0 to 9",
         ),
-        ("t10k-labels-idx1-ubyte", lambda data: b"\x1f\x8b" + data[2:], r"t10k-labels-idx1-ubyte is invalid: not a readable gzip"),
+        (
+            "t10k-labels-idx1-ubyte",
+            lambda data: b"\x1f\x8b" + data[2:],
+            r"t10k-labels-idx1-ubyte is invalid: not a readable gzip",
+        ),
     ],
-    ids=["magic", "header-cut", "data-cut", "extra-bytes", "shape", "count-mismatch", "label-range", "bad-gzip"],
+    ids=[
+        "magic",
+        "header-cut",
+        "data-cut",
+        "extra-bytes",
+        "shape",
+        "count-mismatch",
+        "label-range",
+        "bad-gzip",
+    ],
 )
 def test_a_corrupt_idx_file_is_refused_with_a_line_naming_it(
     tiny_mnist: Path, tmp_path: Path, name: str, change, message: str
@@ -221,3 +246,18 @@ def test_a_corrupt_idx_file_is_refused_with_a_line_naming_it(
     with pytest.raises(ValueError, match=message) as error:
         read_split(data_dir, DATASETS["mnist"], train=name.startswith("train"))
     assert "\n" not in str(error.value)
+
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
+
+
+@pytest.mark.slow
+def test_the_real_fashion_mnist_reads_as_debian_ships_it(tmp_path: Path) -> None:
+    assert DEBIAN_FASHION_MNIST.is_dir(), "apt-get install dataset-fashion-mnist (.ci/run does)"
+    (tmp_path / "FashionMNIST").mkdir()
+    (tmp_path / "FashionMNIST" / "raw").symlink_to(DEBIAN_FASHION_MNIST)
+    images, labels = read_split(tmp_path, DATASETS["fashion_mnist"], train=False)
+    assert images.shape == (10_000, 28, 28) and images.dtype == torch.uint8
+    assert labels.bincount().tolist() == [1000] * 10  # its test set: 1,000 of each kind
+    train_images, train_labels = read_split(tmp_path, DATASETS["fashion_mnist"], train=True)
+    assert len(train_images) == len(train_labels) == 60_000

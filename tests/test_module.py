@@ -166,3 +166,13 @@ def test_channels_last_changes_the_memory_layout_not_the_outputs() -> None:
     assert classifier.net.conv2.weight.is_contiguous(memory_format=torch.channels_last)
     images = torch.randn(4, 1, 32, 32)
     torch.testing.assert_close(classifier(images), reference(images))
+
+
+def test_a_compiled_net_keeps_the_state_dict_keys_so_its_checkpoints_load_uncompiled() -> None:
+    def keys(compile: bool) -> list[str]:
+        classifier = Classifier(
+            LeNet(), nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.01), compile=compile
+        )
+        return list(classifier.state_dict())
+
+    assert keys(compile=True) == keys(compile=False)

@@ -2,6 +2,7 @@
 change, and processes for what only a process shows (DDP, signals, kill and resume)."""
 
 import csv
+import itertools
 import json
 import os
 import re
@@ -36,7 +37,9 @@ def csv_rows(run_dir: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(file))
 
 
-def test_the_run_dir_holds_the_config_checkpoints_events_and_what_reproduces_it(trained_run: TrainedRun) -> None:
+def test_the_run_dir_holds_the_config_checkpoints_events_and_what_reproduces_it(
+    trained_run: TrainedRun,
+) -> None:
     run_dir = trained_run.run_dir
     assert "trainer.max_epochs=2" in (run_dir / ".hydra" / "overrides.yaml").read_text()
     assert "_target_: mnist_classifier.models.LeNet" in (run_dir / ".hydra" / "config.yaml").read_text()
@@ -49,7 +52,9 @@ def test_the_run_dir_holds_the_config_checkpoints_events_and_what_reproduces_it(
     assert record["command"][0] == "train.py" and "trainer.max_epochs=2" in record["command"]
 
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
 
     assert record["git"]["commit"] == git("rev-parse", "HEAD")
 
@@ -74,7 +79,15 @@ def test_the_output_ends_with_the_summary_and_no_library_noise(trained_run: Trai
     lines = trained_run.output.strip().splitlines()
     summary = [re.sub(r"^\[.*?\]\[.*?\]\[INFO\] - ", "", line) for line in lines[-7:]]
     names = [line.split(":")[0] for line in summary]
-    assert names == ["epoch 2/2", "best val accuracy", "best epoch", "test accuracy", "checkpoint", "run dir", "dashboards"]
+    assert names == [
+        "epoch 2/2",
+        "best val accuracy",
+        "best epoch",
+        "test accuracy",
+        "checkpoint",
+        "run dir",
+        "dashboards",
+    ]
     assert summary[4].endswith(str(trained_run.best)) and summary[5].endswith(str(trained_run.run_dir))
     for noise in ("Warning", "warn(", "Test metric", "litlogger", "GPU available", "it/s]", "Tip:"):
         assert noise not in trained_run.output, noise
@@ -84,7 +97,9 @@ def test_run_dirs_tell_apart_runs_started_in_the_same_second() -> None:
     pattern = yaml.safe_load((CONF_DIR / "hydra" / "default.yaml").read_text())["run"]["dir"]
     stamps = re.findall(r"\$\{now:([^}]*)\}", pattern)
     now = datetime(2026, 11, 25, 12, 0, 0, 1000)
-    first, second = ("/".join(t.strftime(stamp) for stamp in stamps) for t in (now, now + timedelta(milliseconds=1)))
+    first, second = (
+        "/".join(t.strftime(stamp) for stamp in stamps) for t in (now, now + timedelta(milliseconds=1))
+    )
     assert first != second
 
 
@@ -92,7 +107,9 @@ def test_run_dirs_tell_apart_runs_started_in_the_same_second() -> None:
 def test_two_deterministic_runs_log_the_same_metrics_at_every_step(compose_config, tmp_path: Path) -> None:
     metrics = []
     for name in ("first", "second"):
-        cfg = compose_config(*TINY_RUN, "trainer.deterministic=true", "logger=csv", "seed=7", "augment=affine")
+        cfg = compose_config(
+            *TINY_RUN, "trainer.deterministic=true", "logger=csv", "seed=7", "augment=affine"
+        )
         cfg.paths.output_dir = str(tmp_path / name)
         run(cfg)
         metrics.append((tmp_path / name / "csv" / "metrics.csv").read_text())
@@ -105,7 +122,9 @@ def test_two_deterministic_runs_log_the_same_metrics_at_every_step(compose_confi
 def test_the_loss_and_the_schedule_chosen_are_the_ones_trained_with(compose_config, tmp_path: Path) -> None:
     first_losses = {}
     for loss in ("cross_entropy", "mse"):
-        cfg = compose_config(*TINY_RUN, f"loss={loss}", "scheduler=onecycle", "logger=csv", "optimizer.lr=0.05")
+        cfg = compose_config(
+            *TINY_RUN, f"loss={loss}", "scheduler=onecycle", "logger=csv", "optimizer.lr=0.05"
+        )
         cfg.paths.output_dir = str(tmp_path / loss)
         run(cfg)
         rows = csv_rows(tmp_path / loss)
@@ -113,8 +132,8 @@ def test_the_loss_and_the_schedule_chosen_are_the_ones_trained_with(compose_conf
         rates = [float(row["lr-SGD"]) for row in rows if row.get("lr-SGD")]
         peak = rates.index(max(rates))
         assert len(rates) == 10 and 0 < peak < 9  # one-cycle: the rate moves every step, up then down
-        assert all(a < b for a, b in zip(rates[:peak], rates[1 : peak + 1], strict=True))
-        assert all(a > b for a, b in zip(rates[peak:-1], rates[peak + 1 :], strict=True))
+        assert all(a < b for a, b in itertools.pairwise(rates[: peak + 1]))
+        assert all(a > b for a, b in itertools.pairwise(rates[peak:]))
         assert max(rates) == pytest.approx(0.05)
     # At the start the logits are near 0: cross entropy near ln 10, the MSE against one-hot near 0.1.
     assert first_losses["cross_entropy"] > 2.0 and first_losses["mse"] < 0.5
@@ -137,7 +156,9 @@ def test_early_stopping_ends_a_run_whose_validation_accuracy_stops_improving(com
 
 
 @pytest.mark.slow
-def test_debug_fast_runs_everything_and_leaves_no_checkpoints_or_events(tiny_mnist: Path, tmp_path: Path) -> None:
+def test_debug_fast_runs_everything_and_leaves_no_checkpoints_or_events(
+    tiny_mnist: Path, tmp_path: Path
+) -> None:
     result = train("debug=fast", "data.val_size=40", f"hydra.run.dir={tmp_path}", data_dir=tiny_mnist)
     assert result.returncode == 0, result.stderr
     assert "test accuracy:" in result.stdout
@@ -194,7 +215,9 @@ def real_mnist_dir() -> Path:
 def test_one_epoch_of_lenet_on_the_real_mnist_reaches_97_percent(tmp_path: Path) -> None:
     missing = [name for name in FILES if not (real_mnist_dir() / "MNIST" / "raw" / name).is_file()]
     assert not missing, f"the real MNIST is not in $MNIST_DATA_DIR ({real_mnist_dir()}): make test sets it"
-    result = train("trainer.max_epochs=1", "logger=csv", f"hydra.run.dir={tmp_path}", data_dir=real_mnist_dir())
+    result = train(
+        "trainer.max_epochs=1", "logger=csv", f"hydra.run.dir={tmp_path}", data_dir=real_mnist_dir()
+    )
     assert result.returncode == 0, result.stderr
     (test_acc,) = [float(row["test/acc"]) for row in csv_rows(tmp_path) if row.get("test/acc")]
     assert test_acc >= 0.97
@@ -224,7 +247,9 @@ def test_a_run_killed_mid_epoch_resumes_from_its_last_checkpoint_and_continues(
     env = user_environment(tiny_mnist)
     outputs = tmp_path / "outputs"
     command = [sys.executable, str(ROOT / "train.py"), *overrides]
-    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         # Killed once a mid-epoch checkpoint (step 12 is in epoch 3) is saved and the run went on past it.
         wait_for(lambda: any(saved_step(path) >= 12 for path in outputs.glob("*/*/checkpoints/last.ckpt"))
@@ -237,7 +262,9 @@ def test_a_run_killed_mid_epoch_resumes_from_its_last_checkpoint_and_continues(
     saved = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert 12 <= saved["global_step"] < 200
 
-    result = subprocess.run([*command, "ckpt_path=last"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [*command, "ckpt_path=last"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr
     assert f"resuming from {run_dir / 'checkpoints' / 'last.ckpt'}" in result.stdout + result.stderr
     final = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
@@ -262,11 +289,19 @@ def test_a_run_killed_mid_epoch_resumes_from_its_last_checkpoint_and_continues(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("stop", "how"), [(signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "Ctrl-C")], ids=["sigterm", "ctrl-c"])
+@pytest.mark.parametrize(
+    ("stop", "how"), [(signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "Ctrl-C")], ids=["sigterm", "ctrl-c"]
+)
 def test_a_stopped_run_saves_its_last_checkpoint_and_exits_1_with_one_line(
     tiny_mnist: Path, tmp_path: Path, stop: signal.Signals, how: str
 ) -> None:
-    command = [sys.executable, str(ROOT / "train.py"), *TINY_RUN, "trainer.max_epochs=100", f"hydra.run.dir={tmp_path}"]
+    command = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        *TINY_RUN,
+        "trainer.max_epochs=100",
+        f"hydra.run.dir={tmp_path}",
+    ]
     process = subprocess.Popen(command, env=user_environment(tiny_mnist), stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)  # fmt: skip
     last = tmp_path / "checkpoints" / "last.ckpt"
@@ -275,5 +310,7 @@ def test_a_stopped_run_saves_its_last_checkpoint_and_exits_1_with_one_line(
     process.send_signal(stop)
     _, stderr = process.communicate(timeout=300)
     assert process.returncode == 1
-    assert stderr.strip().splitlines() == [f"error: stopped by {how}; saved {last}, resume with ckpt_path=last"]
+    assert stderr.strip().splitlines() == [
+        f"error: stopped by {how}; saved {last}, resume with ckpt_path=last"
+    ]
     assert last.stat().st_mtime >= signalled and 10 <= saved_step(last) < 500  # saved when stopped

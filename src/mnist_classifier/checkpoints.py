@@ -60,7 +60,9 @@ class InferenceRecord(Callback):
     def __init__(self, model: DictConfig, data: DictConfig) -> None:
         self.model, self.data = model, data
 
-    def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
+    def on_save_checkpoint(
+        self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
         datamodule = trainer.datamodule
         checkpoint[RECORD] = inference_record(self.model, self.data, datamodule.mean, datamodule.std)
 
@@ -93,7 +95,9 @@ def check_same_model(checkpoint: dict[str, Any], model: nn.Module, path: Path) -
     else:
         name = next(name for name in ours if ours[name] != theirs[name])
         difference = f"{name} is {theirs[name]} there and {ours[name]} in this model"
-    raise BadInput(f"ckpt_path={path} is invalid: it holds a different model than this config's: {difference}")
+    raise BadInput(
+        f"ckpt_path={path} is invalid: it holds a different model than this config's: {difference}"
+    )
 
 
 @dataclass
@@ -167,12 +171,16 @@ def upgrade(path: Path) -> None:
         return
     config_file = path.parent.parent / ".hydra" / "config.yaml"
     if not config_file.is_file():
-        raise BadInput(f"{path} is invalid for upgrade: {config_file} is missing, which holds its run's config")
+        raise BadInput(
+            f"{path} is invalid for upgrade: {config_file} is missing, which holds its run's config"
+        )
     run = OmegaConf.load(config_file)
     if "dataset" not in run.data:  # older configs knew only MNIST
         run.data.dataset = "mnist"
     normalisation = checkpoint.get("MNISTDataModule") or {}
-    checkpoint[RECORD] = inference_record(run.model, run.data, normalisation.get("mean"), normalisation.get("std"))
+    checkpoint[RECORD] = inference_record(
+        run.model, run.data, normalisation.get("mean"), normalisation.get("std")
+    )
     torch.save(checkpoint, path)
 
 

@@ -244,7 +244,9 @@ def preflight(argv: list[str], config_name: str = "train") -> None:
     except HydraException as error:
         raise BadInput(_first_line(error)) from error
     sweeping = bool(flags & {"-m", "--multirun"})
-    if not sweeping and (sweep := next((override for override in parsed if override.is_sweep_override()), None)):
+    if not sweeping and (
+        sweep := next((override for override in parsed if override.is_sweep_override()), None)
+    ):
         raise BadInput(
             f"{sweep.input_line} is invalid without -m: a list is written [a,b]; a sweep over the values "
             "needs -m (python train.py -m ...)"

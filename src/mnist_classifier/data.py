@@ -9,7 +9,15 @@ from lightning.pytorch import LightningDataModule
 from torch import nn
 
 from mnist_classifier.batches import Batch, TensorBatches
-from mnist_classifier.datasets import DATASETS, FILES, IMAGE_SIZE, download, missing_files, raw_dir, read_split
+from mnist_classifier.datasets import (
+    DATASETS,
+    FILES,
+    IMAGE_SIZE,
+    download,
+    missing_files,
+    raw_dir,
+    read_split,
+)
 
 RESIZE_MODES = ("bilinear", "pad")
 
@@ -81,7 +89,11 @@ class MNISTDataModule(LightningDataModule):
         """Make sure the IDX files are there, downloading them with torchvision if allowed."""
         if not missing_files(self.data_dir, self.dataset):
             return
-        reason = download(self.data_dir, self.dataset) if self.download else "download is off (data.download=false)"
+        reason = (
+            download(self.data_dir, self.dataset)
+            if self.download
+            else "download is off (data.download=false)"
+        )
         if missing := missing_files(self.data_dir, self.dataset):
             raise FileNotFoundError(
                 f"data.data_dir={self.data_dir} is invalid: {self.dataset.name} is not in "
@@ -104,7 +116,8 @@ class MNISTDataModule(LightningDataModule):
         count = len(labels)
         if self.val_size >= count:
             raise ValueError(
-                f"data.val_size={self.val_size} is invalid: it must be smaller than the {count} training images"
+                f"data.val_size={self.val_size} is invalid: it must be smaller than the {count} training "
+                "images"
             )
         order = torch.randperm(count, generator=torch.Generator().manual_seed(self.split_seed))
         val_index, train_index = order[: self.val_size], order[self.val_size :]

@@ -14,7 +14,12 @@ import torch
 from mnist_classifier.idx import read_idx
 
 IMAGE_SIZE = 28  # the side of every image of these data sets
-FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
 
 
 @dataclass(frozen=True)
@@ -36,7 +41,18 @@ DATASETS = {
     "fashion_mnist": DataSet(
         "fashion_mnist",
         "FashionMNIST",
-        ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+        (
+            "T-shirt/top",
+            "Trouser",
+            "Pullover",
+            "Dress",
+            "Coat",
+            "Sandal",
+            "Shirt",
+            "Sneaker",
+            "Bag",
+            "Ankle boot",
+        ),
         "FashionMNIST",
         "FASHION_MNIST_DATA_DIR",
     ),
@@ -94,7 +110,8 @@ def read_split(data_dir: str | Path, dataset: DataSet, train: bool) -> tuple[tor
     labels = read_idx(labels_file, (None,))
     if len(images) != len(labels):
         raise ValueError(
-            f"{labels_file} is invalid: it holds {len(labels)} labels for the {len(images)} images of {images_file}"
+            f"{labels_file} is invalid: it holds {len(labels)} labels for the {len(images)} images of "
+            f"{images_file}"
         )
     if len(labels) and int(labels.max()) >= len(dataset.classes):
         raise ValueError(

@@ -44,4 +44,4 @@ def ensemble_probabilities(models: Sequence[InferenceModel], images: torch.Tenso
     then, for several models, their mean: the ensemble's."""
     check_ensemble(models)
     each = [model.probabilities(images) for model in models]
-    return each + [torch.stack(each).mean(dim=0)] if len(each) > 1 else each
+    return [*each, torch.stack(each).mean(dim=0)] if len(each) > 1 else each

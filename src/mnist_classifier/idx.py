@@ -35,7 +35,8 @@ def read_idx(path: Path, shape: tuple[int | None, ...]) -> torch.Tensor:
     header_size = 4 + 4 * len(shape)
     if len(data) < header_size:
         raise ValueError(
-            f"{path} is invalid: it is truncated, {len(data)} bytes, less than its {header_size}-byte IDX header"
+            f"{path} is invalid: it is truncated, {len(data)} bytes, less than its {header_size}-byte IDX "
+            "header"
         )
     magic = int.from_bytes(data[:4], "big")
     expected_magic = UNSIGNED_BYTE << 8 | len(shape)

@@ -45,6 +45,7 @@ def git_state(directory: Path) -> dict[str, Any]:
 def environment() -> dict[str, Any]:
     """The command, the package versions, the machine's accelerator and the code's git commit."""
     import torch  # here, not above: Hydra loads this module for every command, --help included
+
     versions = {}
     for package in PACKAGES:
         try:

@@ -47,12 +47,16 @@ def run(cfg: DictConfig) -> dict[str, float]:
         results |= reached(trainer)
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         # The best checkpoint is tested; runs without checkpoints (debug=fast) test the final weights.
-        tested = trainer.test(classifier, datamodule=datamodule, ckpt_path=best or None, weights_only=True, verbose=False)
+        tested = trainer.test(
+            classifier, datamodule=datamodule, ckpt_path=best or None, weights_only=True, verbose=False
+        )
         results |= {name: value for name, value in tested[0].items() if name in RESULTS}
         results["epochs"] = trainer.current_epoch
-        results["best_epoch"] = torch.load(best, weights_only=True)["epoch"] + 1 if best else trainer.current_epoch
+        results["best_epoch"] = (
+            torch.load(best, weights_only=True)["epoch"] + 1 if best else trainer.current_epoch
+        )
     finally:  # a pruned or failed run shows in the HParams tab too, with what it reached
-        results = (reached(trainer) | results) if not results else results
+        results = results or reached(trainer)
         log_hyperparameters(trainer, hyperparameters(cfg, hydra_cfg.runtime.choices), results)
 
     if trainer.is_global_zero:  # one summary for a data-parallel run, not one per process
@@ -66,7 +70,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
         }
         if tensorboard_writers(trainer):
             # A sweep's runs side by side, or every run.
-            shown["dashboards"] = f"tensorboard --logdir {hydra_cfg.sweep.dir if sweeping else cfg.paths.log_dir}"
+            shown["dashboards"] = (
+                f"tensorboard --logdir {hydra_cfg.sweep.dir if sweeping else cfg.paths.log_dir}"
+            )
         summary(shown)
     return results
 

@@ -5,7 +5,6 @@ drawn at most once per validation epoch; the per-batch work is a confusion-matri
 
 from typing import Any
 
-import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.tensorboard import SummaryWriter

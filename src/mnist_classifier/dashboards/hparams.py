@@ -7,7 +7,6 @@ from lightning.pytorch import Trainer
 
 from mnist_classifier.dashboards.callbacks import tensorboard_writers
 
-
 PREFIX = "hparams/"  # the tags of the final values, apart from the curves they end
 
 

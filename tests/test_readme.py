@@ -1,0 +1,103 @@
+"""The README's commands, run: every `python ...` line of its shell blocks, on the tiny data with
+small-run overrides appended, in a folder holding the files its examples name. A renamed option
+or a stale command fails here."""
+
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torchvision.io import write_png
+
+from mnist_classifier.checkpoints import RECORD
+
+from .conftest import ROOT, TrainedRun, synthetic_digits, user_environment
+
+README = (ROOT / "README.md").read_text()
+# Appended to every training command: a few batches of the tiny data, one epoch.
+SMALL_RUN = ["data.val_size=40", "data.batch_size=16", "trainer.max_epochs=1"]
+# What the README's examples name, made in each command's folder.
+EXAMPLE_RUN = "outputs/2026-11-25/10-00-00-000000"
+# The commands not run here, and why: each needs a GPU or a cluster.
+NOT_HERE = {
+    "python train.py trainer.accelerator=gpu": "needs a CUDA GPU",
+}
+
+
+def commands(text: str) -> list[str]:
+    """The `python ...` lines of the shell blocks, without their comments."""
+    lines = []
+    for block in re.findall(r"```bash\n(.*?)```", text, re.DOTALL):
+        for line in block.replace("\\\n", " ").splitlines():
+            command = re.sub(r"\s+#.*$", "", line).strip()
+            if command.startswith("python "):
+                lines.append(command)
+    return lines
+
+
+COMMANDS = commands(README)
+
+
+def test_the_readme_has_commands_and_names_only_real_ones_as_skipped() -> None:
+    assert len(COMMANDS) >= 15
+    assert set(NOT_HERE) <= set(COMMANDS)
+
+
+@pytest.fixture(scope="module")
+def examples(trained_run: TrainedRun, tiny_mnist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with what the examples name: a run dir, checkpoints of three runs, an old-format
+    checkpoint in its run dir, a digit image."""
+    folder = tmp_path_factory.mktemp("examples")
+    shutil.copytree(trained_run.run_dir, folder / EXAMPLE_RUN)
+    for run in ("run1", "run2", "run3"):
+        (folder / run).mkdir()
+        shutil.copy(trained_run.last, folder / run / "last.ckpt")
+    old = folder / "old-run"
+    shutil.copytree(trained_run.run_dir / ".hydra", old / ".hydra")
+    checkpoint = torch.load(trained_run.last, weights_only=True)
+    record = checkpoint.pop(RECORD)
+    checkpoint["MNISTDataModule"] = {"mean": record["mean"], "std": record["std"]}
+    (old / "checkpoints").mkdir()
+    torch.save(checkpoint, old / "checkpoints" / "last.ckpt")
+    images, _ = synthetic_digits(1, seed=5)
+    write_png(images[:1], str(folder / "digit.png"))
+    return folder
+
+
+def run(argv: list[str], cwd: Path, data_dir: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, *argv], cwd=cwd, env=user_environment(data_dir), capture_output=True, text=True, timeout=600
+    )
+
+
+def small(argv: list[str]) -> list[str]:
+    """A command with its small-run overrides: training runs get a few batches; a study, 2 trials."""
+    if Path(argv[0]).name != "train.py":
+        return argv
+    extra = ["hydra.sweeper.n_trials=2"] if any(arg.startswith("hparams_search=") for arg in argv) else []
+    return [*argv, *SMALL_RUN, *extra]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_readme_command_runs(command: str, examples: Path, tiny_mnist: Path, tmp_path: Path) -> None:
+    if command in NOT_HERE:
+        pytest.skip(NOT_HERE[command])
+    folder = Path(shutil.copytree(examples, tmp_path / "folder"))
+    argv = shlex.split(command)[1:]
+    if argv[0].endswith(".py"):
+        argv[0] = str(ROOT / argv[0])
+    if "ckpt_path=last" in argv:  # resumes a run with the same overrides: there must be one first
+        first = run(small([arg for arg in argv if arg != "ckpt_path=last"]), folder, tiny_mnist)
+        assert first.returncode == 0, first.stderr
+    if sweep_dirs := [arg for arg in argv if arg.startswith("outputs/multiruns/")]:
+        first = run(small([str(ROOT / "train.py"), "-m", "seed=1,2"]), folder, tiny_mnist)
+        assert first.returncode == 0, first.stderr
+        (made,) = (folder / "outputs" / "multiruns").glob("*/*")
+        argv[argv.index(sweep_dirs[0])] = str(made)
+    result = run(small(argv), folder, tiny_mnist)
+    assert result.returncode == 0, result.stderr
