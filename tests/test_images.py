@@ -347,5 +347,7 @@ def test_the_benchmark_table_counts_each_condition(mnist_test: tuple[torch.Tenso
     results = wild.accuracies(always_seven, *mnist_test, count=4, seed=0)
     assert {name: count for name, (count, _) in results.items()}["numbers"] == 1
     assert [count for name, (count, _) in results.items() if name in wild.CONDITIONS] == [4, 4, 4]
+    chosen = mnist_test[1][np.random.default_rng(0).permutation(len(mnist_test[1]))[:4]]
+    assert results["reference"] == (4, (chosen == 7).float().mean().item())  # the digits as they are
     lines = wild.table(results).splitlines()
     assert lines[0] == "| condition | images | accuracy |" and len(lines) == 2 + len(results)

@@ -13,13 +13,15 @@ steps that make it look like a clean scan:
    lighting gradient or a shadow is not ink;
 5. `separate_ink`: ink from paper by Otsu's threshold with a minimum contrast, the grey levels
    stretched from the paper's noise to the ink's level;
-6. `ink_blobs`, `digit_blobs`: the digit's connected pieces of ink, without specks or far-away marks;
+6. `ink_blobs`, `digit_blobs`, `digit_ink`: the digit's connected pieces of ink, without specks,
+   far-away marks or ink at the image's edge, cropped with their anti-aliased fringe;
 7. `fit_box`: the digit's longer side scaled to 20 pixels;
 8. `centre_by_mass`: the 28x28 digit, centred by its centre of mass.
 
 `mnist_digit` runs them all for one digit; `mnist_digits_of_number` reads a row of digits left to
-right (`number_columns`, `split_touching`). Each returns uint8 [28, 28] tensors, light digits on
-black, like `torchvision.datasets.MNIST(...).data[i]`. Bad input raises `BadInput`.
+right (`number_columns`, `split_touching`, and a classifier's judgement where given: `surest`).
+Each returns uint8 [28, 28] tensors, light digits on black, like `torchvision.datasets.MNIST(...)
+.data[i]`. Bad input, a page without ink among it, raises `BadInput` with one line.
 """
 
 import io
