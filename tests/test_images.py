@@ -15,6 +15,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 from scipy import ndimage
+from torchvision.datasets import MNIST
 
 from mnist_classifier import images
 from mnist_classifier.errors import BadInput
@@ -39,8 +40,6 @@ def mnist_test() -> tuple[torch.Tensor, torch.Tensor]:
     data_dir = Path(os.environ.get("MNIST_DATA_DIR", "/work/shared/data"))
     if not (data_dir / "MNIST" / "raw" / "t10k-images-idx3-ubyte").exists():
         pytest.skip(f"MNIST's test set is not in {data_dir}/MNIST/raw")
-    from torchvision.datasets import MNIST
-
     test_set = MNIST(str(data_dir), train=False)
     return test_set.data, test_set.targets
 
@@ -58,7 +57,7 @@ def ring(left: int = 60, top: int = 50, size: int = 100) -> Callable[[ImageDraw.
 
 
 def ell(draw: ImageDraw.ImageDraw) -> None:
-    """An 'L': 120 high, 80 wide, its mass far from the centre of its box."""
+    """An 'L' of 121 x 81 pixels, its mass far from the centre of its box."""
     draw.rectangle([100, 40, 115, 160], fill=INK)
     draw.rectangle([100, 145, 180, 160], fill=INK)
 
@@ -71,6 +70,7 @@ def encoded(image: Image.Image, format: str = "PNG", **options) -> bytes:
 
 
 def centre_of_mass(digit: torch.Tensor) -> tuple[float, float]:
+    """The digit's centre of mass (row, column), its grey levels the mass."""
     return ndimage.center_of_mass(digit.numpy().astype(float))
 
 
