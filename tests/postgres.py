@@ -26,9 +26,18 @@ class Server:
     host: str
     port: int
 
-    def url(self, password: str = PASSWORD, port: int | None = None) -> str:
-        """The database's URL as Optuna and SQLAlchemy take it, driven by psycopg 3."""
-        return f"postgresql+psycopg://{USER}:{password}@{self.host}:{port or self.port}/{DATABASE}"
+    def url(self, password: str = PASSWORD, port: int | None = None, database: str = DATABASE) -> str:
+        """A database's URL as Optuna and SQLAlchemy take it, driven by psycopg 3."""
+        return f"postgresql+psycopg://{USER}:{password}@{self.host}:{port or self.port}/{database}"
+
+    def new_database(self, name: str) -> str:
+        """An empty database: its URL."""
+        import psycopg
+
+        admin = f"host={self.host} port={self.port} user={USER} password={PASSWORD} dbname=postgres"
+        with psycopg.connect(admin, autocommit=True) as connection:
+            connection.execute(f"CREATE DATABASE {name}")
+        return self.url(database=name)
 
 
 def server_binaries() -> Path:
@@ -50,7 +59,7 @@ def free_port() -> int:
 
 @contextmanager
 def postgres_server() -> Iterator[Server]:
-    """A running server with a database `studies` owned by `sweeper` (password login), then gone."""
+    """A running server with a database `studies` of the user `sweeper` (password login), then gone."""
     as_root = os.geteuid() == 0
     run_as = ["runuser", "-u", "postgres", "--"] if as_root else []
     owner = pwd.getpwnam("postgres" if as_root else getpass.getuser())
@@ -71,12 +80,9 @@ def postgres_server() -> Iterator[Server]:
         options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off"
         run(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(base / "log"), "-o", options, "-w", "start")
         try:
-            import psycopg
-
-            admin = f"host=127.0.0.1 port={port} user={USER} password={PASSWORD} dbname=postgres"
-            with psycopg.connect(admin, autocommit=True) as connection:
-                connection.execute(f"CREATE DATABASE {DATABASE}")
-            yield Server("127.0.0.1", port)
+            server = Server("127.0.0.1", port)
+            server.new_database(DATABASE)
+            yield server
         finally:
             run(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
     finally:

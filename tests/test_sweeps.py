@@ -4,6 +4,7 @@ file, SLURM's launcher and requeue, DDP inside a sweep, and the sweep report."""
 
 import csv
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -404,6 +405,17 @@ def test_optuna_dashboard_shows_the_shared_study(postgres_study: SharedStudy, tm
         dashboard.wait()
 
 
+@pytest.mark.slow
+def test_workers_connecting_to_a_new_database_at_once_all_get_the_study(postgres: Server) -> None:
+    # Each makes Optuna's tables in the empty database; all but one find them made meanwhile.
+    storage = postgres.new_database("race")
+    code = f"from mnist_classifier.studies import open_storage; open_storage({storage!r}, 1, None, 1)"
+    workers = [
+        subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True) for _ in range(4)
+    ]
+    assert [(worker.wait(timeout=120), worker.stderr.read()) for worker in workers] == [(0, "")] * 4
+
+
 # -- bad input ----------------------------------------------------------------------------------
 
 
@@ -489,10 +501,11 @@ def test_a_requeued_slurm_job_continues_from_its_checkpoint_with_its_step_count(
     slurm |= {"SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0", "SLURM_NODELIST": "localhost"}
     slurm["PATH"] = f"{bin_dir}:{user_environment(tiny_mnist)['PATH']}"
     run_dir = tmp_path / "run"
-    args = ["data.val_size=40", "data.batch_size=16", "trainer.max_epochs=8", f"hydra.run.dir={run_dir}"]
+    args = ["data.val_size=40", "data.batch_size=16", "trainer.max_epochs=20", f"hydra.run.dir={run_dir}"]
     args += ["callbacks.last_checkpoint.every_n_train_steps=1", "trainer.accelerator=cpu"]
 
     job = start(args, tiny_mnist, tmp_path / "first.log", **slurm)
+    # From its first step on (while 99 remain), the job is signalled as SLURM would.
     wait_for(lambda: (run_dir / "checkpoints" / "last.ckpt").exists() or job.poll() is not None)
     job.send_signal(signal.SIGUSR1)  # what SLURM sends signal_delay_s before the job's end
     wait_for(lambda: (tmp_path / "requeued").exists() or job.poll() is not None)
@@ -502,13 +515,14 @@ def test_a_requeued_slurm_job_continues_from_its_checkpoint_with_its_step_count(
     assert (tmp_path / "requeued").read_text().split() == ["requeue", "4242"], first
     assert "stopped by SIGTERM" in first
     saved = torch.load(next(run_dir.glob("hpc_ckpt_*.ckpt")), weights_only=True)["global_step"]
-    assert 0 < saved < 40
+    assert 0 < saved < 100
 
     again = start(args, tiny_mnist, tmp_path / "again.log", **slurm, SLURM_RESTART_COUNT="1")
     assert again.wait(timeout=600) == 0, (tmp_path / "again.log").read_text()
-    assert f"Restoring states from the checkpoint path at {run_dir}" in (tmp_path / "again.log").read_text()
-    # 8 epochs of 5 steps in all, as if never stopped.
-    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 40
+    resumed = (tmp_path / "again.log").read_text().split("resuming from ", 1)[1].split(";")[0]
+    assert Path(resumed) in {*run_dir.glob("hpc_ckpt_*.ckpt"), run_dir / "checkpoints" / "last.ckpt"}
+    # 20 epochs of 5 steps in all, as if never stopped.
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 100
 
 
 @pytest.fixture
@@ -531,8 +545,9 @@ def test_on_slurm_a_run_dir_holding_checkpoints_resumes_the_newest(
 ) -> None:
     assert resume_point(None, tmp_path, []) == (None, None)
     (in_run_dir / "checkpoints").mkdir(parents=True)
-    (in_run_dir / "checkpoints" / "last.ckpt").write_bytes(b"")
-    time.sleep(0.01)  # distinct modification times
+    last = in_run_dir / "checkpoints" / "last.ckpt"
+    last.write_bytes(b"")
+    os.utime(last, (1, 1))  # older than the checkpoint Lightning saved on the requeue signal
     hpc = in_run_dir / "hpc_ckpt_1.ckpt"
     hpc.write_bytes(b"")
     assert resume_point(None, tmp_path, []) == (None, None)  # not on SLURM: a new start

@@ -66,7 +66,7 @@ def open_storage(
     heartbeat in Optuna: there a dead worker's trial stays RUNNING.
     """
     import optuna
-    from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+    from optuna.storages import JournalStorage, RetryHeartbeatStaleTrialCallback
     from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
     if not is_database(storage):
@@ -78,17 +78,41 @@ def open_storage(
     try:
         with warnings.catch_warnings(category=optuna.exceptions.ExperimentalWarning, action="ignore"):
             retry = RetryHeartbeatStaleTrialCallback(max_retry) if heartbeat_interval and max_retry else None
-            return RDBStorage(
-                storage,
-                heartbeat_interval=heartbeat_interval,
-                grace_period=grace_period,
-                heartbeat_stale_trial_callback=retry,
-            )
-    except Exception as error:  # the driver's and SQLAlchemy's errors: connection, login, URL
+            return connected(storage, heartbeat_interval, grace_period, retry)
+    except Exception as error:  # the driver's and SQLAlchemy's errors: connection, login, URL, rights
         reason = one_line(error.__cause__ or error).removeprefix("connection failed: ")
         raise BadInput(
             f"{STORAGE_KEY}={shown_storage(storage)} is invalid: {reason}; {STORAGES_ALLOWED}"
         ) from error
+
+
+def connected(
+    url: str,
+    heartbeat_interval: int | None,
+    grace_period: int | None,
+    retry: "optuna.storages.RetryHeartbeatStaleTrialCallback | None",
+    attempts: int = 3,
+) -> "optuna.storages.RDBStorage":
+    """Optuna's RDBStorage, which creates its tables in a new database: workers started together
+    race to, and all but one fail on a duplicate; the table creation is tried again, finding the
+    tables the winner made."""
+    from optuna.storages import RDBStorage
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    def storage() -> RDBStorage:
+        return RDBStorage(
+            url,
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period,
+            heartbeat_stale_trial_callback=retry,
+        )
+
+    for _ in range(attempts - 1):
+        try:
+            return storage()
+        except (IntegrityError, ProgrammingError):
+            continue  # another worker was making the tables: they are there now
+    return storage()
 
 
 def trial_pruning(
