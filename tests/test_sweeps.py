@@ -41,7 +41,7 @@ from .postgres import Server, free_port, postgres_server
 # One epoch of a few batches: 80 training images in batches of 16.
 TINY_JOB = ["data.val_size=40", "data.batch_size=16", "trainer.max_epochs=1"]
 # Workers notice a dead worker's trial within seconds.
-QUICK_HEARTBEAT = ["hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=3"]
+QUICK_HEARTBEAT = ["hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=5"]
 
 
 def sweep(*overrides: str, data_dir: Path, cwd: Path = ROOT) -> subprocess.CompletedProcess:

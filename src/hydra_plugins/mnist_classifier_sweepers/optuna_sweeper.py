@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     import optuna
 
 log = logging.getLogger(__name__)
+WAIT_S = 2.0  # how often a worker with no trial to start looks at the study again
 
 
 class OptunaSweeper(Sweeper):
@@ -121,7 +122,7 @@ class OptunaSweeper(Sweeper):
                         seeded = True
                     self._run_batch(study, trials, search_space, fixed, heartbeats)
                 elif running and heartbeats.interval:  # stay while a dead worker's trial may come back
-                    time.sleep(heartbeats.interval)
+                    time.sleep(WAIT_S)
                 else:
                     break
 
@@ -130,13 +131,14 @@ class OptunaSweeper(Sweeper):
         import optuna
 
         existing = {study.study_name: study for study in backend.get_all_studies()}.get(self.study_name)
-        if existing is not None and [direction.name.lower() for direction in existing.directions] != [
-            self.direction
-        ]:
+        directions = (
+            [direction.name.lower() for direction in existing.directions] if existing else [self.direction]
+        )
+        if directions != [self.direction]:
             raise BadInput(
                 f"hydra.sweeper.direction={self.direction} is invalid: study {self.study_name} in "
-                f"{shown_storage(storage)} is to {existing.directions[0].name.lower()}; give that direction, "
-                "or another hydra.sweeper.study_name"
+                f"{shown_storage(storage)} is to {directions[0]}; give that direction, or another "
+                "hydra.sweeper.study_name"
             )
         return optuna.create_study(
             study_name=self.study_name, storage=backend, direction=self.direction, load_if_exists=True
@@ -156,7 +158,7 @@ class OptunaSweeper(Sweeper):
                 suggest(trial, search_space)
             batch = [trial_overrides(fixed, trial) for trial in trials]
             self.validate_batch_is_legal(batch)
-            # Job numbers follow the first trial's: consecutive within the batch, for one_gpu_per_job.
+            # Job numbers follow the first trial's: consecutive in a batch, for the parallel launcher's GPUs.
             for trial, job in zip(trials, self.launcher.launch(batch, trials[0].number), strict=True):
                 self._tell(study, trial, job)
 
@@ -186,9 +188,8 @@ class OptunaSweeper(Sweeper):
 
         run_dir = Path(job.hydra_cfg.hydra.runtime.output_dir)
         record = read_record(run_dir) or {"status": "failed"}
-        record = {key: value for key, value in record.items() if key != "traceback"} | {
-            "run_dir": str(run_dir)
-        }
+        record.pop("traceback", None)  # it stays in the run dir's job.json
+        record["run_dir"] = str(run_dir)
         try:
             value = job.return_value[self.objective]
         except optuna.TrialPruned:
