@@ -263,9 +263,9 @@ def counted(trials: list[FrozenTrial]) -> int:
 
 
 def run_rounds(study: SharedStudy, base: Path, data_dir: Path, counts: tuple[int, int]) -> SharedStudy:
-    """Workers started together, `counts[0]` of them to reach 3 trials, then `counts[1]` to 3 more."""
+    """Workers started together, as many trials as workers: `counts[0]` of them, then `counts[1]`."""
     for number, workers in enumerate(counts):
-        n_trials = (counted(study.trials) if number else 0) + 3
+        n_trials = (counted(study.trials) if number else 0) + workers
         started = [
             start_worker(study, n_trials, base / f"round{number}-{k}", data_dir) for k in range(workers)
         ]
@@ -294,7 +294,7 @@ def postgres_study(
     victim = start_worker(study, n_trials, base / "round1-victim", tiny_mnist, "trainer.max_epochs=500")
     wait_for(victim.run_dirs)
     others = [start_worker(study, n_trials, base / f"round1-{k}", tiny_mnist) for k in range(2)]
-    wait_for(lambda: all(worker.run_dirs() for worker in others))
+    wait_for(lambda: any(worker.run_dirs() for worker in others))  # a live trial beside the victim's
     running = {trial.number for trial in study.trials if trial.state == TrialState.RUNNING}
     (study.victim_trial,) = {int(path.name.split("_")[0]) for path in victim.run_dirs()} & running
     victim.process.send_signal(signal.SIGKILL)
@@ -349,6 +349,10 @@ def test_each_trial_has_its_run_dir_and_tensorboard_run_and_the_reports_list_eve
             for row in rows:
                 if row["status"] == "finished":
                     assert float(row["best_val_acc"]) == pytest.approx(values[row["run_dir"].split("_")[0]])
+    # Made again later from a first-round worker's sweep dir: the study as it is now.
+    first_worker = study.rounds[0].workers[0].sweep_dir
+    assert report_main([str(first_worker)]) == 0
+    assert sorted(row["run_dir"].split("_")[0] for row in report_rows(first_worker)) == numbers
 
 
 @pytest.mark.slow
