@@ -204,7 +204,7 @@ def test_submitit_runs_a_batch_of_n_jobs_trials_at_once(tiny_mnist: Path, tmp_pa
     assert result.returncode == 0, result.stderr
     first, second = trials_of(f"sqlite:///{tmp_path}/optuna.db", "lenet")
     assert first.state == second.state == TrialState.COMPLETE
-    # One batch: both trials started before either ended, each as a submitit job in its own run dir.
+    # One batch of two: both trials asked before either was told, each a submitit job with its run dir.
     assert max(first.datetime_start, second.datetime_start) < min(
         first.datetime_complete, second.datetime_complete
     )
