@@ -150,6 +150,13 @@ RULES: dict[str, Rule] = {
     "callbacks.parameter_histograms.every_n_steps": Number(integer=True, low=0, note=" (0: off)"),
     "hydra.sweeper.n_trials": COUNT,
     "hydra.sweeper.n_jobs": COUNT,
+    "hydra.sweeper.heartbeat_interval": Number(
+        integer=True, low=1, also=(None,), note=", or null: no heartbeats"
+    ),
+    "hydra.sweeper.grace_period": Number(
+        integer=True, low=1, also=(None,), note=", or null: twice the interval"
+    ),
+    "hydra.sweeper.max_retry": Number(integer=True, low=0),
     "hydra.launcher.n_jobs": COUNT,
 }
 

@@ -67,6 +67,8 @@ class RunRecord(Callback):
     """Hydra callback: writes environment.json into each run's .hydra/ dir as the run starts."""
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
-        hydra_dir = Path(config.hydra.runtime.output_dir, config.hydra.output_subdir or "")
+        if config.hydra.output_subdir is None:  # no .hydra/ dir: a data-parallel run's other ranks
+            return
+        hydra_dir = Path(config.hydra.runtime.output_dir, config.hydra.output_subdir)
         hydra_dir.mkdir(parents=True, exist_ok=True)
         (hydra_dir / ENVIRONMENT_FILE).write_text(json.dumps(environment(), indent=2))

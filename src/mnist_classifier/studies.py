@@ -141,3 +141,11 @@ def trial_pruning(
         backend.get_study_id_from_name(study_name), trial_number
     )
     return PyTorchLightningPruningCallback(optuna.trial.Trial(study, trial_id), monitor=monitor)
+
+
+def raise_if_pruned(callbacks: list) -> None:
+    """Raise optuna.TrialPruned after fit if the pruner stopped the trial: in a data-parallel trial
+    Optuna's callback can only record it, and asks for `check_pruned()` after `Trainer.fit`."""
+    for callback in callbacks:
+        if type(callback).__name__ == "PyTorchLightningPruningCallback":
+            callback.check_pruned()

@@ -16,6 +16,7 @@ from mnist_classifier.dashboards.callbacks import tensorboard_writers
 from mnist_classifier.dashboards.hparams import log_hyperparameters
 from mnist_classifier.errors import reading_input
 from mnist_classifier.resume import LAST_FILE, resume_point
+from mnist_classifier.studies import raise_if_pruned
 from mnist_classifier.wiring import build
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     results: dict[str, float] = {}
     try:
         fit(trainer, classifier, datamodule, ckpt_path, run_dir)
+        raise_if_pruned(trainer.callbacks)
         results |= reached(trainer)
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         # The best checkpoint is tested; runs without checkpoints (debug=fast) test the final weights.
