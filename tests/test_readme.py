@@ -22,9 +22,21 @@ README = (ROOT / "README.md").read_text()
 SMALL_RUN = ["data.val_size=40", "data.batch_size=16", "trainer.max_epochs=1"]
 # What the README's examples name, made in each command's folder.
 EXAMPLE_RUN = "outputs/2026-11-25/10-00-00-000000"
-# The commands not run here, and why: each needs a GPU or a cluster.
+# The commands not run here, and why: each needs a GPU or a cluster (a shared study's database,
+# SLURM); tests/test_sweeps.py runs the shared-study commands against a PostgreSQL server it starts.
 NOT_HERE = {
     "python train.py trainer.accelerator=gpu": "needs a CUDA GPU",
+    "python train.py -m hparams_search=optuna hydra.sweeper.storage=$STORAGE hydra.sweeper.study_name=lenet": (
+        "needs a PostgreSQL server: tests/test_sweeps.py starts one and runs workers on it"
+    ),
+    "python train.py -m hparams_search=optuna hydra.sweeper.storage=/shared/studies/lenet.journal": (
+        "needs a shared file system: tests/test_sweeps.py runs workers on a journal file"
+    ),
+    "python train.py -m hparams_search=optuna hydra/launcher=slurm hydra.launcher.partition=gpu "
+    "hydra.sweeper.storage=$STORAGE": "needs a SLURM cluster: tests/test_sweeps.py simulates its requeue",
+    "python -m mnist_classifier.report --storage $STORAGE --study lenet --out reports/lenet": (
+        "needs a PostgreSQL server: tests/test_sweeps.py reports from one"
+    ),
 }
 
 
