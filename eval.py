@@ -2,13 +2,51 @@
 
 Each checkpoint carries what it needs (its net, data set, image size and normalisation), so it can
 be evaluated anywhere. Several checkpoints are also scored as an ensemble: the mean of their
-probabilities.
+probabilities. --images DIR scores a folder of labelled images instead, DIR/<label>/ holding the
+images of each label (the checkpoint's class names, or their indices), each read as predict.py reads
+it; an image that cannot be read is listed as an `error:` line, the others scored, and the exit
+status is then 2.
 """
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mnist_classifier.errors import ArgumentParser, entry_point, reading_input
+from mnist_classifier.errors import (
+    BAD_INPUT_STATUS,
+    ArgumentParser,
+    BadInput,
+    entry_point,
+    one_line,
+    reading_input,
+)
+
+if TYPE_CHECKING:
+    import torch
+
+
+def labelled_digits(
+    folder: Path, classes: tuple[str, ...]
+) -> tuple["torch.Tensor", "torch.Tensor", list[BadInput]]:
+    """The digits of a folder of labelled images as MNIST's uint8 [N, 28, 28], their labels [N], and the
+    BadInput of each image that has no digit or is none."""
+    import torch
+
+    from mnist_classifier.handwriting import labelled_files, mnist_inputs, progress
+
+    files = labelled_files(folder, classes)
+    shown = progress([path for path, _ in files])
+    digits, labels, bad = [], [], []
+    for (_, label), found in zip(files, mnist_inputs((str(path), path) for path in shown), strict=True):
+        if isinstance(found, BadInput):
+            bad.append(found)
+        else:
+            digits.append(found[1])
+            labels.append(label)
+    shown.close()
+    if not digits:
+        raise BadInput(f"{folder} is invalid: none of its {len(files)} images can be read, e.g. {bad[0]}")
+    return torch.stack(digits), torch.tensor(labels), bad
 
 
 @entry_point
@@ -18,6 +56,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--data-dir", type=Path, help="the folder holding <data set>/raw/ (default: as training)"
     )
+    parser.add_argument("--images", type=Path, metavar="DIR", help="score DIR/<label>/ images instead")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
     args = parser.parse_args(argv)
 
@@ -25,20 +64,30 @@ def main(argv: list[str]) -> int:
     from mnist_classifier.datasets import DATASETS, default_data_dir, read_split
     from mnist_classifier.evaluation import ensemble_probabilities, score
 
+    bad: list[BadInput] = []
     with reading_input():
         models = [load_for_inference(path, args.device) for path in args.checkpoints]
         dataset = DATASETS[models[0].dataset]
-        images, labels = read_split(args.data_dir or default_data_dir(dataset), dataset, train=False)
+        if args.images:
+            images, labels, bad = labelled_digits(args.images, models[0].classes)
+        else:
+            images, labels = read_split(args.data_dir or default_data_dir(dataset), dataset, train=False)
         probabilities = ensemble_probabilities(models, images)
     names = [str(model.path) for model in models] + (
         [f"ensemble of {len(models)}"] if len(models) > 1 else []
     )
     results = [score(each, labels) for each in probabilities]
+    what = f"accuracy on {len(labels)} images of {args.images}" if args.images else "test accuracy"
     for name, result in zip(names, results, strict=True):
-        print(f"{name}: test accuracy {result.accuracy:.4f}, loss {result.loss:.4f}")
-    classes = zip(dataset.classes, results[-1].per_class, strict=True)
-    print(f"per class ({names[-1]}): " + "  ".join(f"{label}: {value:.4f}" for label, value in classes))
-    return 0
+        print(f"{name}: {what} {result.accuracy:.4f}, loss {result.loss:.4f}")
+    present = labels.unique().tolist()  # a folder of images may lack labels
+    per_class = "  ".join(
+        f"{dataset.classes[index]}: {results[-1].per_class[index]:.4f}" for index in present
+    )
+    print(f"per class ({names[-1]}): {per_class}")
+    for error in bad:
+        print(f"error: {one_line(error)}", file=sys.stderr)
+    return BAD_INPUT_STATUS if bad else 0
 
 
 if __name__ == "__main__":

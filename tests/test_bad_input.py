@@ -2,6 +2,7 @@
 before any work. In this process (each entry point's own checks and main); test_train.py and
 test_eval.py run one case of each command as a process."""
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,11 @@ def command(script: str) -> Callable[..., None]:
         script_module(script).main(list(argv))
 
     return main
+
+
+def predict(context: Context, *argv: str) -> None:
+    """predict.py as its script runs it: the exit status is main's (a bad image is listed, the others read)."""
+    sys.exit(script_module("predict.py").main(list(argv)))
 
 
 def truncated_labels(context: Context) -> list[str]:
@@ -114,8 +120,8 @@ CASES: list[tuple[str, Callable, Callable[[Context], list[str]], str]] = [
     ("eval old format", command("eval.py"), lambda c: [str(c.checkpoint_with("old.ckpt", without_record))], "{tmp}/old.ckpt is invalid: it was written before checkpoints carried their settings; convert it once with python -m mnist_classifier.checkpoints upgrade"),
     ("eval ensemble", command("eval.py"), lambda c: [str(c.run.best), str(c.checkpoint_with("fashion.ckpt", fashion_record))], "{tmp}/fashion.ckpt is invalid in this ensemble: its dataset is fashion_mnist"),
     ("eval data", command("eval.py"), lambda c: [str(c.run.best), "--data-dir", str(c.tmp)], "{tmp}/MNIST/raw is invalid: it lacks t10k-images-idx3-ubyte"),
-    ("predict text", command("predict.py"), lambda c: [str(c.run.best), str(c.file("notes.png", b"not an image"))], "{tmp}/notes.png is invalid: not an image"),
-    ("predict missing", command("predict.py"), lambda c: [str(c.run.best), str(c.tmp / "none.png")], "{tmp}/none.png is invalid: no such file"),
+    ("predict text", predict, lambda c: [str(c.run.best), str(c.file("notes.png", b"not an image"))], "{tmp}/notes.png is invalid: it is not an image"),
+    ("predict missing", predict, lambda c: [str(c.run.best), str(c.tmp / "none.png")], "{tmp}/none.png is invalid: there is no such file"),
     ("export format", command("export.py"), lambda c: [str(c.run.best), "--formats", "pdf"], "export.py: argument --formats: invalid choice: 'pdf'"),
     ("export file", command("export.py"), lambda c: [str(c.file("notes.ckpt", b"notes"))], "{tmp}/notes.ckpt is invalid: not a checkpoint"),
     ("report", lambda c, *argv: report.main(list(argv)), lambda c: [str(c.tmp)], "{tmp} is invalid: it holds no sweep jobs"),

@@ -15,6 +15,7 @@ from mnist_classifier.errors import BadInput
 from mnist_classifier.resume import resume_point
 
 from .conftest import TrainedRun, script_module
+from .test_images import page, ring
 
 
 def test_every_checkpoint_carries_what_inference_needs(trained_run: TrainedRun, tiny_mnist: Path) -> None:
@@ -38,9 +39,7 @@ def test_a_checkpoint_copied_alone_to_an_empty_folder_works_with_eval_predict_an
     monkeypatch.setenv("MNIST_DATA_DIR", str(tiny_mnist))
     monkeypatch.chdir(alone.parent)
     image = tmp_path / "digit.png"
-    from torchvision.io import write_png
-
-    write_png(torch.full((1, 28, 28), 200, dtype=torch.uint8), str(image))
+    page(ring()).save(image)
     for script, argv in (
         ("eval.py", [str(alone)]),
         ("predict.py", [str(alone), str(image)]),

@@ -1,4 +1,5 @@
-"""eval.py, predict.py and export.py on the shared run's checkpoints, as a user runs them."""
+"""eval.py, predict.py and export.py on the shared run's checkpoints, as a user runs them (predict.py's
+reading of images: test_predict.py)."""
 
 import json
 import re
@@ -7,11 +8,8 @@ from pathlib import Path
 import onnxruntime
 import pytest
 import torch
-import torchvision.transforms.v2.functional as TF
-from torchvision.io import write_jpeg, write_png
 
 from mnist_classifier.checkpoints import load_for_inference
-from mnist_classifier.data import MNISTDataModule
 
 from .conftest import TrainedRun, run_script, script_module
 
@@ -47,35 +45,6 @@ def test_a_command_refusing_bad_input_prints_one_line_and_exits_2(
     assert result.stderr.splitlines() == [
         f"error: {tmp_path / 'missing.ckpt'} is invalid: no such checkpoint file"
     ]
-
-
-def test_predict_labels_image_files_as_the_model_labels_the_test_set(
-    trained_run: TrainedRun, tiny_mnist: Path, tmp_path: Path, capsys
-) -> None:
-    datamodule = MNISTDataModule(tiny_mnist, val_size=40, download=False)
-    datamodule.setup("test")
-    digits = [
-        datamodule.test_set[0][index] for index in range(6)
-    ]  # normalised; the files hold the raw pixels
-    raw = (torch.stack(digits) * datamodule.std + datamodule.mean).clamp(0, 1)
-    pixels = (TF.resize(raw, [28, 28], antialias=True) * 255).round().to(torch.uint8)
-    files = []
-    for index, digit in enumerate(pixels):
-        files.append(tmp_path / f"digit{index}.png")
-        write_png(digit, str(files[-1]))
-    big = tmp_path / "digit0_big.jpg"  # another format and size: converted to 28x28 first
-    write_jpeg(TF.resize(pixels[0], [112, 112]), str(big), quality=95)
-
-    assert script_module("predict.py").main([str(trained_run.best), *map(str, files), str(big)]) == 0
-    rows = [line.split("\t") for line in capsys.readouterr().out.strip().splitlines()]
-    assert [row[0] for row in rows] == [*map(str, files), str(big)]
-    model = load_for_inference(trained_run.best)
-    probabilities = model.probabilities(pixels[:, 0])
-    assert [row[1] for row in rows[:6]] == [model.classes[label] for label in probabilities.argmax(dim=1)]
-    assert [float(row[2]) for row in rows[:6]] == pytest.approx(
-        probabilities.max(dim=1).values.tolist(), abs=1e-4
-    )
-    assert rows[6][1] == rows[0][1]  # the same digit as a large JPEG: the same label
 
 
 @pytest.mark.slow

@@ -1,0 +1,284 @@
+"""serve.py: the JSON API in this process (FastAPI's TestClient: real requests through the app and its
+middleware), and the drawing page in headless Chromium against serve.py's own uvicorn server, drawn on
+with the mouse and a finger.
+
+The shared run's checkpoint was trained on tiny synthetic data: it does not recognise real digits, so
+what the page and the API answer is checked against the model's reading of the same preprocessed
+digit, and against each other."""
+
+import base64
+import io
+import itertools
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+from playwright.sync_api import Page, sync_playwright
+
+from mnist_classifier.checkpoints import InferenceModel, load_for_inference
+from mnist_classifier.images import mnist_digit
+from mnist_classifier.serving import create_app
+
+from .conftest import ROOT, TrainedRun, script_module, user_environment
+from .test_images import encoded, page, png_header, ring
+from .test_predict import BLANK, TRUNCATED
+
+LIMIT = 300_000  # bytes: the tests' upload limit, above their digits' files
+# Headless on a machine without network: no sandbox (root), no GPU, no background connections.
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+STARTUP_SECONDS = 120  # for serve.py to load torch and its checkpoint on a busy machine
+
+
+@pytest.fixture(scope="module")
+def model(trained_run: TrainedRun) -> InferenceModel:
+    return load_for_inference(trained_run.best)
+
+
+@pytest.fixture(scope="module")
+def client(model: InferenceModel) -> TestClient:
+    return TestClient(create_app(model, max_upload_bytes=LIMIT))
+
+
+def upload(client: TestClient, content: bytes, name: str = "digit.png"):
+    return client.post("/api/predict", files={"image": (name, content, "image/png")})
+
+
+def pixels(data_url: str) -> np.ndarray:
+    """The grey levels of a PNG in a data: URL."""
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1]))))
+
+
+def expected_answer(model: InferenceModel, content: bytes) -> tuple[list[str], list[float], np.ndarray]:
+    """The 3 likeliest labels and probabilities of the digit predict.py finds in an image, and the digit."""
+    digit = mnist_digit(content)
+    values, indices = model.probabilities(digit[None])[0].topk(3)
+    return [model.classes[index] for index in indices], values.tolist(), digit.numpy()
+
+
+def test_the_api_reads_an_uploaded_digit_as_predict_does(client: TestClient, model: InferenceModel) -> None:
+    content = encoded(page(ring()), "JPEG")
+    response = upload(client, content, "photo.jpg")
+    assert response.status_code == 200
+    answer = response.json()
+    labels, probabilities, digit = expected_answer(model, content)
+    assert [guess["label"] for guess in answer["top"]] == labels
+    assert [guess["probability"] for guess in answer["top"]] == pytest.approx(probabilities, abs=1e-6)
+    assert (answer["label"], answer["probability"]) == (labels[0], pytest.approx(probabilities[0], abs=1e-6))
+    assert np.array_equal(pixels(answer["input"]), digit)  # the 28x28 the net saw
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "it is empty"),
+        (b"a note, not a picture", "it is not an image (PNG, JPEG, WebP, BMP or TIFF)"),
+        (TRUNCATED, "it is truncated or corrupt"),
+        (png_header(10_000, 5_000), "10000x5000 pixels is over the limit of 40,000,000"),
+        (BLANK, "no digit found"),
+    ],
+    ids=["0 bytes", "text", "truncated", "bomb", "blank page"],
+)
+def test_a_bad_upload_is_422_with_one_line_naming_it(
+    client: TestClient, content: bytes, message: str
+) -> None:
+    response = upload(client, content, "mine.png")
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert detail.startswith(f"mine.png is invalid: {message}") and "\n" not in detail
+
+
+def test_a_request_without_an_image_is_422(client: TestClient) -> None:
+    response = client.post("/api/predict", data={"picture": "none"})
+    assert response.status_code == 422
+    assert response.json() == {
+        "detail": "the request is invalid: send an image file as the multipart form field `image`"
+    }
+
+
+def test_a_body_over_the_limit_is_413_and_the_server_goes_on(
+    client: TestClient, model: InferenceModel
+) -> None:
+    too_large = {"detail": f"the request is invalid: its body is over the limit of {LIMIT:,} bytes"}
+    declared = upload(client, b"\0" * (LIMIT + 1))  # Content-Length says so: refused unread
+    assert (declared.status_code, declared.json()) == (413, too_large)
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: refused once the bytes read pass the limit
+        yield b"--edge\r\nContent-Disposition: form-data; name=image; filename=a.png\r\n\r\n"
+        yield from [b"\0" * 100_000] * 4
+
+    streamed = client.post(
+        "/api/predict", content=chunks(), headers={"content-type": "multipart/form-data; boundary=edge"}
+    )
+    assert (streamed.status_code, streamed.json()) == (413, too_large)
+    content = encoded(page(ring()))
+    assert upload(client, content).json()["label"] == expected_answer(model, content)[0][0]
+
+
+def test_the_page_is_served_with_its_canvas(client: TestClient) -> None:
+    response = client.get("/")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
+    assert '<canvas id="canvas"' in response.text and "api/predict" in response.text
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["{tmp}/none.ckpt"], "{tmp}/none.ckpt is invalid: no such checkpoint file"),
+        (["{ckpt}", "--port", "70000"], "--port 70000 is invalid: give 0 to 65535"),
+        (["{ckpt}", "--max-upload-mb", "0"], "--max-upload-mb 0.0 is invalid: give a number of MB > 0"),
+    ],
+    ids=["checkpoint", "port", "limit"],
+)
+def test_serve_refuses_bad_input_in_one_line_before_serving(
+    trained_run: TrainedRun, tmp_path: Path, capsys: pytest.CaptureFixture, argv: list[str], message: str
+) -> None:
+    with pytest.raises(SystemExit) as stop:
+        script_module("serve.py").main([arg.format(tmp=tmp_path, ckpt=trained_run.best) for arg in argv])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err == f"error: {message.format(tmp=tmp_path)}\n"
+
+
+class Server:
+    """serve.py started as a user starts it, on a free port; its URL once uvicorn says it listens."""
+
+    def __init__(self, checkpoint: Path, data_dir: Path, cwd: Path) -> None:
+        command = [sys.executable, str(ROOT / "serve.py"), str(checkpoint), "--port", "0"]
+        self.process = subprocess.Popen(
+            command, cwd=cwd, env=user_environment(data_dir), stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        self.log: list[str] = []
+        self.url = ""
+        self.listening = threading.Event()
+        threading.Thread(target=self.read_log, daemon=True).start()  # reads stderr to its end
+
+    def read_log(self) -> None:
+        for line in self.process.stderr:
+            self.log.append(line)
+            if found := re.search(r"Uvicorn running on (http://\S+)", line):
+                self.url = found.group(1) + "/"
+                self.listening.set()
+        self.listening.set()  # ended: the test fails with the log
+
+    def wait(self) -> str:
+        assert self.listening.wait(STARTUP_SECONDS) and self.url, "".join(self.log)
+        return self.url
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def stroke(tab: Page, points: list[tuple[float, float]]) -> None:
+    """A stroke of the mouse through the canvas's points (pixels from its top left), button held down."""
+    box = tab.locator("#canvas").bounding_box()
+    tab.mouse.move(box["x"] + points[0][0], box["y"] + points[0][1])
+    tab.mouse.down()
+    for x, y in points[1:]:
+        tab.mouse.move(box["x"] + x, box["y"] + y, steps=8)
+    tab.mouse.up()
+
+
+def finger(tab: Page, points: list[tuple[float, float]]) -> None:
+    """A stroke of a finger through the canvas's points: touch events, as a phone's screen sends them."""
+    box = tab.locator("#canvas").bounding_box()
+    touch = tab.context.new_cdp_session(tab)
+    at = [{"x": box["x"] + x, "y": box["y"] + y} for x, y in points]
+    touch.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": at[:1]})
+    for start, end in itertools.pairwise(at):
+        for step in np.linspace(0, 1, 9)[1:]:
+            point = {axis: start[axis] + step * (end[axis] - start[axis]) for axis in ("x", "y")}
+            touch.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [point]})
+    touch.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+
+
+def shown(tab: Page, answered: int) -> dict:
+    """What the page shows once it shows the answer to its `answered`-th image."""
+    tab.wait_for_selector(f'#result[data-answered="{answered}"]')
+    return {
+        "label": tab.inner_text("#label"),
+        "top": tab.locator("#top li").all_inner_texts(),
+        "input": tab.get_attribute("#seen", "src") if tab.is_visible("#seen") else None,
+        "error": tab.inner_text("#error"),
+    }
+
+
+def the_apis_answer(tab: Page, url: str, content: bytes) -> dict:
+    """The API's answer for an image, asked by the browser outside the page."""
+    file = {"name": "drawing.png", "mimeType": "image/png", "buffer": content}
+    return tab.request.post(url + "api/predict", multipart={"image": file}).json()
+
+
+def as_shown(answer: dict) -> dict:
+    """What the page shows for an answer of the API."""
+    top = [f"{guess['label']}: {100 * guess['probability']:.1f}%" for guess in answer["top"]]
+    return {"label": answer["label"], "top": top, "input": answer["input"], "error": ""}
+
+
+def canvas_png(tab: Page) -> bytes:
+    data_url = tab.evaluate("document.getElementById('canvas').toDataURL('image/png')")
+    return base64.b64decode(data_url.split(",", 1)[1])
+
+
+@pytest.mark.slow
+def test_a_digit_drawn_on_the_page_is_read_as_the_api_and_predict_read_it(
+    trained_run: TrainedRun, tiny_mnist: Path, tmp_path: Path
+) -> None:
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("no chromium on PATH: apt-get install chromium (.ci/run installs it)")
+    server = Server(trained_run.best, tiny_mnist, tmp_path)
+    try:
+        url = server.wait()
+        with sync_playwright() as playwright:
+            context = playwright.chromium.launch_persistent_context(
+                tmp_path / "profile", executable_path=chromium, headless=True, args=CHROMIUM_FLAGS
+            )
+            tab = context.new_page()
+            tab.goto(url)
+
+            stroke(tab, [(70, 50), (210, 50), (120, 240)])  # a 7 in two strokes: each is read
+            stroke(tab, [(100, 150), (190, 150)])
+            drawn = shown(tab, answered=2)
+            drawing = canvas_png(tab)
+            assert drawn == as_shown(the_apis_answer(tab, url, drawing))
+            assert pixels(drawn["input"]).shape == (28, 28)
+            assert np.array_equal(pixels(drawn["input"]), mnist_digit(drawing).numpy())  # as predict sees it
+
+            tab.click("#clear")  # a third image: the cleared drawing's
+            finger(tab, [(140, 40), (135, 240)])  # a 1
+            touched = shown(tab, answered=4)
+            assert touched == as_shown(the_apis_answer(tab, url, canvas_png(tab)))
+            assert touched["input"] != drawn["input"]
+
+            (tmp_path / "notes.png").write_text("a note")
+            tab.set_input_files("#photo", tmp_path / "notes.png")  # a bad upload: the error, no label
+            assert shown(tab, answered=5) == {
+                "label": "?",
+                "top": [],
+                "input": None,
+                "error": "notes.png is invalid: it is not an image (PNG, JPEG, WebP, BMP or TIFF)",
+            }
+            photo = tmp_path / "photo.png"
+            page(ring()).save(photo)
+            tab.set_input_files("#photo", photo)  # the server went on serving
+            assert shown(tab, answered=6) == as_shown(the_apis_answer(tab, url, photo.read_bytes()))
+            context.close()
+    finally:
+        server.stop()
