@@ -253,10 +253,10 @@ def accuracies(
     """Per condition: how many images, and the accuracy, on `count` test digits drawn by `seed`; first the
     accuracy on the digits themselves, for reference."""
     chosen = torch.from_numpy(np.random.default_rng(seed).permutation(len(digits))[:count])
-    digits, labels = digits[chosen], labels[chosen]
-    results = {"reference": (count, (classify(digits).argmax(dim=1) == labels).float().mean().item())}
+    digits, labels = digits[chosen], labels[chosen]  # fewer than `count` where the test set is smaller
+    results = {"reference": (len(digits), (classify(digits).argmax(dim=1) == labels).float().mean().item())}
     for condition in CONDITIONS:
-        results[condition] = (count, digit_accuracy(classify, condition, digits, labels, seed))
+        results[condition] = (len(digits), digit_accuracy(classify, condition, digits, labels, seed))
     return results | number_accuracies(classify, digits, labels, seed)
 
 
