@@ -94,7 +94,7 @@ CASES: list[tuple[str, Callable, Callable[[Context], list[str]], str]] = [
     ("gpu", train, lambda c: ["trainer.accelerator=gpu"], "trainer.accelerator=gpu is invalid: this machine has no CUDA GPU"),
     # train.py: options and keys
     ("unknown option", train, lambda c: ["optimizer=adagrad"], "optimizer=adagrad is invalid: choose one of adam, adamw, nesterov, rmsprop, sgd"),
-    ("unknown augment", train, lambda c: ["augment=warp"], "augment=warp is invalid: choose one of affine, elastic, none"),
+    ("unknown augment", train, lambda c: ["augment=warp"], "augment=warp is invalid: choose one of affine, elastic, fashion, none"),
     ("unknown key", train, lambda c: ["optimizer.lrr=3"], "optimizer.lrr=3 is invalid: optimizer has no key 'lrr'"),
     ("list without -m", train, lambda c: ["optimizer.lr=0.1,0.01"], "optimizer.lr=0.1,0.01 is invalid without -m"),
     ("study without -m", train, lambda c: ["hparams_search=optuna"], "hparams_search=optuna is invalid without -m"),
@@ -124,7 +124,7 @@ CASES: list[tuple[str, Callable, Callable[[Context], list[str]], str]] = [
     ("predict missing", predict, lambda c: [str(c.run.best), str(c.tmp / "none.png")], "{tmp}/none.png is invalid: there is no such file"),
     ("export format", command("export.py"), lambda c: [str(c.run.best), "--formats", "pdf"], "export.py: argument --formats: invalid choice: 'pdf'"),
     ("export file", command("export.py"), lambda c: [str(c.file("notes.ckpt", b"notes"))], "{tmp}/notes.ckpt is invalid: not a checkpoint"),
-    ("report", lambda c, *argv: report.main(list(argv)), lambda c: [str(c.tmp)], "{tmp} is invalid: it holds no sweep jobs"),
+    ("report", lambda c, *argv: report.main(list(argv)), lambda c: [str(c.tmp)], "{tmp} is invalid: it holds no sweep (no multirun.yaml"),
     ("upgrade", lambda c, *argv: checkpoints.main(list(argv)), lambda c: ["downgrade"], "downgrade is invalid: python -m mnist_classifier.checkpoints upgrade CKPT"),
 ]  # fmt: skip
 

@@ -63,7 +63,9 @@ def test_an_older_checkpoint_is_upgraded_from_its_run_config_to_the_same_model(
     config = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
     del config["data"]["dataset"]  # older configs knew only MNIST
     (run_dir / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
-    with pytest.raises(BadInput, match=r"convert it once with python -m mnist_classifier\.checkpoints upgrade"):
+    with pytest.raises(
+        BadInput, match=r"convert it once with python -m mnist_classifier\.checkpoints upgrade"
+    ):
         load_for_inference(old)
 
     upgrade(old)
@@ -100,17 +102,17 @@ def test_last_resumes_the_newest_run_with_the_same_overrides_in_its_own_dir(tmp_
     make_run(tmp_path, "10-00-00", ["optimizer=adam"], age=30)
     newest = make_run(tmp_path, "11-00-00", ["optimizer=adam", "ckpt_path=last"], age=20)
     make_run(tmp_path, "12-00-00", ["optimizer=sgd"], age=10)
-    assert resume_point("last", tmp_path, ["optimizer=adam", "ckpt_path=last"]) == (
+    assert resume_point("last", tmp_path / "new", tmp_path, ["optimizer=adam", "ckpt_path=last"]) == (
         newest / "checkpoints" / "last.ckpt",
         newest,
     )
-    assert resume_point(None, tmp_path, []) == (None, None)
+    assert resume_point(None, tmp_path / "new", tmp_path, []) == (None, None)
 
 
 def test_a_checkpoint_file_continues_its_run_dir_and_one_elsewhere_starts_a_new_one(tmp_path: Path) -> None:
     run_dir = make_run(tmp_path, "10-00-00", [], age=0)
     inside = run_dir / "checkpoints" / "last.ckpt"
-    assert resume_point(str(inside), tmp_path, []) == (inside, run_dir)
+    assert resume_point(str(inside), tmp_path / "new", tmp_path, []) == (inside, run_dir)
     elsewhere = tmp_path / "copy.ckpt"
     elsewhere.write_bytes(b"")
-    assert resume_point(str(elsewhere), tmp_path, []) == (elsewhere, None)
+    assert resume_point(str(elsewhere), tmp_path / "new", tmp_path, []) == (elsewhere, None)

@@ -530,9 +530,8 @@ def test_a_requeued_slurm_job_continues_from_its_checkpoint_with_its_step_count(
 
 
 @pytest.fixture
-def in_run_dir(compose_config: Callable, tmp_path: Path) -> Path:
-    """Hydra's runtime set as in a run whose dir is tmp_path/run (conftest's compose_config)."""
-    compose_config()
+def in_run_dir(tmp_path: Path) -> Path:
+    """The dir of the run that resumes."""
     return tmp_path / "run"
 
 
@@ -541,23 +540,26 @@ def test_ckpt_path_last_resumes_a_fixed_run_dirs_own_checkpoint(in_run_dir: Path
     own.parent.mkdir(parents=True)
     own.write_bytes(b"")
     # Whatever its overrides were: the run dir is the one the user named.
-    assert resume_point("last", tmp_path / "outputs", ["trainer.max_epochs=9"]) == (own, in_run_dir)
+    assert resume_point("last", in_run_dir, tmp_path / "outputs", ["trainer.max_epochs=9"]) == (
+        own,
+        in_run_dir,
+    )
 
 
 def test_on_slurm_a_run_dir_holding_checkpoints_resumes_the_newest(
     in_run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert resume_point(None, tmp_path, []) == (None, None)
+    assert resume_point(None, in_run_dir, tmp_path, []) == (None, None)
     (in_run_dir / "checkpoints").mkdir(parents=True)
     last = in_run_dir / "checkpoints" / "last.ckpt"
     last.write_bytes(b"")
     os.utime(last, (1, 1))  # older than the checkpoint Lightning saved on the requeue signal
     hpc = in_run_dir / "hpc_ckpt_1.ckpt"
     hpc.write_bytes(b"")
-    assert resume_point(None, tmp_path, []) == (None, None)  # not on SLURM: a new start
+    assert resume_point(None, in_run_dir, tmp_path, []) == (None, None)  # not on SLURM: a new start
     monkeypatch.setenv("SLURM_NTASKS", "1")
     monkeypatch.setenv("SLURM_JOB_NAME", "train")
-    assert resume_point(None, tmp_path, []) == (hpc, in_run_dir)
+    assert resume_point(None, in_run_dir, tmp_path, []) == (hpc, in_run_dir)
 
 
 # -- the study's parts --------------------------------------------------------------------------

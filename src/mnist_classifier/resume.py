@@ -3,7 +3,6 @@ a requeued SLURM job's own checkpoint)."""
 
 from pathlib import Path
 
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
 from mnist_classifier.config import LAST
@@ -16,9 +15,10 @@ CKPT_PATH_KEY = "ckpt_path"
 
 
 def resume_point(
-    ckpt_path: str | None, log_dir: Path, overrides: list[str]
+    ckpt_path: str | None, run_dir: Path, log_dir: Path, overrides: list[str]
 ) -> tuple[Path | None, Path | None]:
-    """(the checkpoint to resume from, the run dir whose logs and checkpoints the run continues).
+    """(the checkpoint to resume from, the run dir whose logs and checkpoints the run continues),
+    for a run whose own dir is `run_dir`.
 
     `ckpt_path=last` resumes the run's own dir when it holds a checkpoint (a fixed `hydra.run.dir`,
     a sweep job's dir named by its trial), else the newest `checkpoints/last.ckpt` of the runs under
@@ -28,7 +28,6 @@ def resume_point(
     requeued job: without ckpt_path it resumes its own newest checkpoint, as Lightning does with the
     hpc checkpoints it saves on the requeue signal.
     """
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
     if ckpt_path is None:
         requeued = own_checkpoint(run_dir) if on_slurm() else None
         return requeued, run_dir if requeued else None

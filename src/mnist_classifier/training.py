@@ -32,7 +32,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     hydra_cfg = HydraConfig.get()
     with reading_input():
         ckpt_path, resumed_run = resume_point(
-            cfg.ckpt_path, Path(cfg.paths.log_dir), list(hydra_cfg.overrides.task)
+            cfg.ckpt_path, Path(cfg.paths.output_dir), Path(cfg.paths.log_dir), list(hydra_cfg.overrides.task)
         )
     if resumed_run is not None:  # logs and checkpoints go on in the run being resumed
         with open_dict(cfg):
