@@ -7,6 +7,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from torchvision.io import write_png
 from mnist_classifier.checkpoints import RECORD
 
 from .conftest import ROOT, TrainedRun, synthetic_digits, user_environment
+from .test_images import block, broken_seven, page, ring, row
 
 README = (ROOT / "README.md").read_text()
 # Appended to every training command: a few batches of the tiny data, one epoch.
@@ -26,9 +28,8 @@ EXAMPLE_RUN = "outputs/2026-11-25/10-00-00-000000"
 # SLURM); tests/test_sweeps.py runs the shared-study commands against a PostgreSQL server it starts.
 NOT_HERE = {
     "python train.py trainer.accelerator=gpu": "needs a CUDA GPU",
-    "python train.py -m hparams_search=optuna hydra.sweeper.storage=$STORAGE hydra.sweeper.study_name=lenet": (
-        "needs a PostgreSQL server: tests/test_sweeps.py starts one and runs workers on it"
-    ),
+    "python train.py -m hparams_search=optuna hydra.sweeper.storage=$STORAGE "
+    "hydra.sweeper.study_name=lenet": "needs a PostgreSQL server: tests/test_sweeps.py starts one",
     "python train.py -m hparams_search=optuna hydra.sweeper.storage=/shared/studies/lenet.journal": (
         "needs a shared file system: tests/test_sweeps.py runs workers on a journal file"
     ),
@@ -43,8 +44,8 @@ NOT_HERE = {
 def commands(text: str) -> list[str]:
     """The `python ...` lines of the shell blocks, without their comments."""
     lines = []
-    for block in re.findall(r"```bash\n(.*?)```", text, re.DOTALL):
-        for line in block.replace("\\\n", " ").splitlines():
+    for shell in re.findall(r"```bash\n(.*?)```", text, re.DOTALL):
+        for line in shell.replace("\\\n", " ").splitlines():
             command = re.sub(r"\s+#.*$", "", line).strip()
             if command.startswith("python "):
                 lines.append(command)
@@ -77,21 +78,53 @@ def examples(trained_run: TrainedRun, tiny_mnist: Path, tmp_path_factory: pytest
     torch.save(checkpoint, old / "checkpoints" / "last.ckpt")
     images, _ = synthetic_digits(1, seed=5)
     write_png(images[:1], str(folder / "digit.png"))
+    page(ring()).convert("RGB").save(folder / "photo.jpg")
+    row(ring(20, 60, 110), broken_seven(160), block(260)).convert("RGB").save(folder / "number.jpg")
+    (folder / "scans" / "week1").mkdir(parents=True)
+    page(ring()).convert("RGB").save(folder / "scans" / "week1" / "a.jpg")
+    for label in ("0", "7"):
+        (folder / "labelled" / label).mkdir(parents=True)
+        page(ring()).save(folder / "labelled" / label / "a.png")
     return folder
 
 
 def run(argv: list[str], cwd: Path, data_dir: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, *argv], cwd=cwd, env=user_environment(data_dir), capture_output=True, text=True, timeout=600
+        [sys.executable, *argv],
+        cwd=cwd,
+        env=user_environment(data_dir),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
 def small(argv: list[str]) -> list[str]:
-    """A command with its small-run overrides: training runs get a few batches; a study, 2 trials."""
-    if Path(argv[0]).name != "train.py":
+    """A command with its small-run settings: training runs get a few batches, a study 2 trials, the
+    handwriting benchmark 20 digits."""
+    script = Path(argv[0]).name
+    if script == "wild_digits.py":
+        return [*argv, "--count", "20"]
+    if script != "train.py":
         return argv
     extra = ["hydra.sweeper.n_trials=2"] if any(arg.startswith("hparams_search=") for arg in argv) else []
     return [*argv, *SMALL_RUN, *extra]
+
+
+def serve(argv: list[str], cwd: Path, data_dir: Path) -> None:
+    """serve.py serves until stopped: on a free port, until its page answers; then it is stopped."""
+    server = subprocess.Popen([sys.executable, *argv, "--port", "0"], cwd=cwd, env=user_environment(data_dir),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        for line in server.stderr:  # uvicorn says where it listens
+            if found := re.search(r"Uvicorn running on (http://\S+)", line):
+                with urllib.request.urlopen(found.group(1), timeout=60) as response:
+                    assert response.status == 200 and b"<canvas" in response.read()
+                return
+        raise AssertionError(f"serve.py ended with status {server.wait()} before serving")
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
 
 
 @pytest.mark.slow
@@ -111,5 +144,8 @@ def test_a_readme_command_runs(command: str, examples: Path, tiny_mnist: Path, t
         assert first.returncode == 0, first.stderr
         (made,) = (folder / "outputs" / "multiruns").glob("*/*")
         argv[argv.index(sweep_dirs[0])] = str(made)
+    if Path(argv[0]).name == "serve.py":
+        serve(argv, folder, tiny_mnist)
+        return
     result = run(small(argv), folder, tiny_mnist)
     assert result.returncode == 0, result.stderr
