@@ -85,10 +85,13 @@ def tables() -> str:
         for recipe in (recipe for recipe in RECIPES if recipe.dataset == dataset):
             jobs = [job for job in read_jobs(RESULTS / recipe.name) if job.status == "finished"]
             if len(jobs) != len(SEEDS):
-                lines.append(f"| `{recipe.command}` | not run yet: `python scripts/results.py run {recipe.name}` | | | |")
+                lines.append(
+                    f"| `{recipe.command}` | not run yet: `python scripts/results.py run {recipe.name}` "
+                    "| | | |"
+                )
                 continue
             accuracy = percent([job.metrics["test/acc"] for job in jobs])
-            best = "–".join(str(f(job.metrics["best_epoch"] for job in jobs)) for f in (min, max))
+            best = " to ".join(str(f(job.metrics["best_epoch"] for job in jobs)) for f in (min, max))
             seconds = statistics.mean(job.wall_s for job in jobs)
             epochs = jobs[0].metrics["epochs"]
             lines.append(f"| `{recipe.command}` | {accuracy} | {epochs} | {best} | {seconds:.0f} |")
@@ -98,7 +101,9 @@ def tables() -> str:
                 lines.append(f"| the three together: `python eval.py {files}` | {together:.2f}% | | | |")
         lines.append("")
     machine = "a 2-core x86-64 CPU, torch's default threads, one run at a time"
-    lines.append(f"Made by `python scripts/results.py run` and `python scripts/results.py table` on {machine}.")
+    lines.append(
+        f"Made by `python scripts/results.py run` and `python scripts/results.py table` on {machine}."
+    )
     return "\n".join(lines)
 
 

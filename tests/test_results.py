@@ -11,7 +11,9 @@ from .conftest import TrainedRun, script_module
 results = script_module("scripts/results.py")
 
 
-def write_job(sweep_dir: Path, seed: int, metrics: dict, wall_s: float, checkpoint: Path | None = None) -> None:
+def write_job(
+    sweep_dir: Path, seed: int, metrics: dict, wall_s: float, checkpoint: Path | None = None
+) -> None:
     """A finished job's run dir as Hydra and the job records leave it."""
     run_dir = sweep_dir / f"{seed - 1}_seed={seed}"
     (run_dir / ".hydra").mkdir(parents=True)
@@ -19,7 +21,9 @@ def write_job(sweep_dir: Path, seed: int, metrics: dict, wall_s: float, checkpoi
     (run_dir / ".hydra" / "hydra.yaml").write_text(
         "hydra:\n  job:\n    config:\n      override_dirname:\n        exclude_keys: []\n"
     )
-    (run_dir / "job.json").write_text(json.dumps({"status": "finished", "metrics": metrics, "wall_s": wall_s}))
+    (run_dir / "job.json").write_text(
+        json.dumps({"status": "finished", "metrics": metrics, "wall_s": wall_s})
+    )
     if checkpoint is not None:
         (run_dir / "checkpoints").mkdir()
         shutil.copy(checkpoint, run_dir / "checkpoints" / "epoch01-val_acc0.5000.ckpt")
@@ -31,22 +35,30 @@ def test_each_recipe_is_a_row_of_its_seeds_mean_and_std_and_lenet_best_adds_its_
     monkeypatch.setattr(results, "RESULTS", tmp_path)
     monkeypatch.setenv("MNIST_DATA_DIR", str(tiny_mnist))
     for seed, accuracy, best in ((1, 0.9921, 9), (2, 0.9925, 10), (3, 0.9932, 10)):
-        write_job(tmp_path / "default", seed, {"test/acc": accuracy, "epochs": 10, "best_epoch": best}, 100.0 + seed)
+        write_job(
+            tmp_path / "default", seed, {"test/acc": accuracy, "epochs": 10, "best_epoch": best}, 100.0 + seed
+        )
         metrics = {"test/acc": 0.5, "epochs": 2, "best_epoch": 2}
         write_job(tmp_path / "lenet_best", seed, metrics, 20.0, checkpoint=trained_run.best)
     text = results.tables()
     # 99.21, 99.25, 99.32: mean 99.26, sample std 0.0557
-    assert "| `python train.py` | 99.26 ± 0.06% | 10 | 9–10 | 102 |" in text
-    assert "| `python train.py experiment=lenet_best` | 50.00 ± 0.00% | 2 | 2–2 | 20 |" in text
+    assert "| `python train.py` | 99.26 ± 0.06% | 10 | 9 to 10 | 102 |" in text
+    assert "| `python train.py experiment=lenet_best` | 50.00 ± 0.00% | 2 | 2 to 2 | 20 |" in text
     trained = float(trained_run.output.split("test accuracy:")[1].split()[0])
-    assert f"| the three together: `python eval.py <seed 1>.ckpt <seed 2>.ckpt <seed 3>.ckpt` | {100 * trained:.2f}% |" in text
+    assert (
+        "| the three together: `python eval.py <seed 1>.ckpt <seed 2>.ckpt <seed 3>.ckpt` "
+        f"| {100 * trained:.2f}% |" in text
+    )
     assert "| `python train.py model=mlp` | not run yet: `python scripts/results.py run mlp` |" in text
     assert "**Fashion-MNIST**" in text
 
     readme = tmp_path / "README.md"
     readme.write_text(f"# Title\n\n## Results\n\n{results.START}\nold\n{results.END}\n\n## Next\n")
     results.write_readme(readme, "new table")
-    assert readme.read_text() == f"# Title\n\n## Results\n\n{results.START}\nnew table\n{results.END}\n\n## Next\n"
+    assert (
+        readme.read_text()
+        == f"# Title\n\n## Results\n\n{results.START}\nnew table\n{results.END}\n\n## Next\n"
+    )
 
 
 @pytest.mark.parametrize("recipe", results.RECIPES, ids=[recipe.name for recipe in results.RECIPES])
