@@ -1,8 +1,11 @@
 """The README's commands, run: every `python ...` line of its shell blocks, on the tiny data with
 small-run overrides appended, in a folder holding the files its examples name. A renamed option
-or a stale command fails here."""
+or a stale command fails here. They run in the test's process as `python` runs them (runpy), but
+serve.py, which serves until stopped."""
 
+import os
 import re
+import runpy
 import shlex
 import shutil
 import subprocess
@@ -12,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra.core.global_hydra import GlobalHydra
 from torchvision.io import write_png
 
 from mnist_classifier.checkpoints import RECORD
@@ -88,15 +92,23 @@ def examples(trained_run: TrainedRun, tiny_mnist: Path, tmp_path_factory: pytest
     return folder
 
 
-def run(argv: list[str], cwd: Path, data_dir: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, *argv],
-        cwd=cwd,
-        env=user_environment(data_dir),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+def run(argv: list[str], folder: Path) -> None:
+    """`python ARGV` in this process (runpy runs the script, or the module of `-m`, as `__main__`
+    with these arguments), from `folder`: only the start of a Python process with torch is left out.
+    Fails unless it ends with status 0."""
+    os.chdir(folder)
+    GlobalHydra.instance().clear()
+    try:
+        if argv[0] == "-m":
+            sys.argv = [argv[1], *argv[2:]]
+            runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+        else:
+            sys.argv = argv
+            runpy.run_path(argv[0], run_name="__main__")
+        status = 0
+    except SystemExit as stop:
+        status = stop.code
+    assert status in (0, None), f"{' '.join(argv)} ended with status {status}"
 
 
 def small(argv: list[str]) -> list[str]:
@@ -129,23 +141,26 @@ def serve(argv: list[str], cwd: Path, data_dir: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("command", COMMANDS)
-def test_a_readme_command_runs(command: str, examples: Path, tiny_mnist: Path, tmp_path: Path) -> None:
+def test_a_readme_command_runs(
+    command: str, examples: Path, tiny_mnist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     if command in NOT_HERE:
         pytest.skip(NOT_HERE[command])
     folder = Path(shutil.copytree(examples, tmp_path / "folder"))
+    for name, value in user_environment(tiny_mnist).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(folder)  # and back after the test
+    monkeypatch.setattr(sys, "argv", sys.argv)
     argv = shlex.split(command)[1:]
     if argv[0].endswith(".py"):
         argv[0] = str(ROOT / argv[0])
     if "ckpt_path=last" in argv:  # resumes a run with the same overrides: there must be one first
-        first = run(small([arg for arg in argv if arg != "ckpt_path=last"]), folder, tiny_mnist)
-        assert first.returncode == 0, first.stderr
+        run(small([arg for arg in argv if arg != "ckpt_path=last"]), folder)
     if sweep_dirs := [arg for arg in argv if arg.startswith("outputs/multiruns/")]:
-        first = run(small([str(ROOT / "train.py"), "-m", "seed=1,2"]), folder, tiny_mnist)
-        assert first.returncode == 0, first.stderr
+        run(small([str(ROOT / "train.py"), "-m", "seed=1,2"]), folder)
         (made,) = (folder / "outputs" / "multiruns").glob("*/*")
         argv[argv.index(sweep_dirs[0])] = str(made)
-    if Path(argv[0]).name == "serve.py":
+    if Path(argv[0]).name == "serve.py":  # it serves until stopped: a process of its own
         serve(argv, folder, tiny_mnist)
-        return
-    result = run(small(argv), folder, tiny_mnist)
-    assert result.returncode == 0, result.stderr
+    else:
+        run(small(argv), folder)

@@ -190,28 +190,6 @@ def test_trials_at_a_time_come_from_the_launcher_and_slurm_is_told_to_signal_lig
     assert composed().hydra.sweeper._target_.endswith("grid_sweeper.GridSweeper")  # -m without a study
 
 
-@pytest.mark.slow
-def test_submitit_runs_a_batch_of_n_jobs_trials_at_once(tiny_mnist: Path, tmp_path: Path) -> None:
-    result = sweep(
-        "hparams_search=optuna",
-        "hydra/launcher=submitit_local",
-        "hydra.launcher.timeout_min=5",
-        "hydra.sweeper.n_trials=2",
-        "hydra.sweeper.n_jobs=2",
-        f"hydra.sweep.dir={tmp_path}",
-        data_dir=tiny_mnist,
-    )
-    assert result.returncode == 0, result.stderr
-    first, second = trials_of(f"sqlite:///{tmp_path}/optuna.db", "lenet")
-    assert first.state == second.state == TrialState.COMPLETE
-    # One batch of two: both trials asked before either was told, each a submitit job with its run dir.
-    assert max(first.datetime_start, second.datetime_start) < min(
-        first.datetime_complete, second.datetime_complete
-    )
-    assert len(list((tmp_path / ".submitit").rglob("*_result.pkl"))) == 2
-    assert sorted(path.parent.name[0] for path in tmp_path.glob("*/job.json")) == ["0", "1"]
-
-
 # -- workers sharing a study --------------------------------------------------------------------
 
 
@@ -423,14 +401,11 @@ def test_workers_connecting_to_a_new_database_at_once_all_get_the_study(postgres
 # -- bad input ----------------------------------------------------------------------------------
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    "case", ["unreachable", "wrong password", "journal in a missing folder", "direction"]
-)
-def test_a_storage_or_study_that_cannot_be_used_is_one_line_before_any_trial(
-    case: str, postgres: Server, tiny_mnist: Path, tmp_path: Path
+@pytest.mark.parametrize("case", ["unreachable", "wrong password", "journal in a missing folder"])
+def test_a_storage_that_cannot_be_used_is_refused_in_one_line(
+    case: str, postgres: Server, tmp_path: Path
 ) -> None:
-    storage, allowed = {
+    storage, reason = {
         "unreachable": (postgres.url(port=free_port()), "Connection refused"),
         "wrong password": (
             postgres.url(password="wrong"),
@@ -440,21 +415,27 @@ def test_a_storage_or_study_that_cannot_be_used_is_one_line_before_any_trial(
             str(tmp_path / "missing" / "journal.log"),
             f"no folder {tmp_path}/missing",
         ),
-        "direction": (f"sqlite:///{tmp_path}/optuna.db", "is to minimize; give that direction"),
     }[case]
-    if case == "direction":
-        optuna.create_study(study_name="lenet", storage=storage, direction="minimize")
-    result = sweep(
-        "hparams_search=optuna",
-        f"hydra.sweeper.storage={storage}",
-        f"hydra.sweep.dir={tmp_path}",
-        data_dir=tiny_mnist,
-    )
-    assert result.returncode == 2
-    (line,) = result.stderr.strip().splitlines()
-    key = "hydra.sweeper.direction=maximize" if case == "direction" else "hydra.sweeper.storage="
-    assert line.startswith(f"error: {key}") and " is invalid: " in line and allowed in line
+    with pytest.raises(BadInput) as refused:
+        open_storage(storage)
+    (line,) = str(refused.value).splitlines()
+    assert line.startswith("hydra.sweeper.storage=") and " is invalid: " in line and reason in line
     assert "sweeper-secret" not in line  # a URL's password is not shown
+
+
+@pytest.mark.slow
+def test_a_sweep_refuses_a_study_of_the_other_direction_in_one_line_before_any_trial(
+    tiny_mnist: Path, tmp_path: Path
+) -> None:
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    optuna.create_study(study_name="lenet", storage=storage, direction="minimize")
+    result = sweep("hparams_search=optuna", f"hydra.sweeper.storage={storage}", f"hydra.sweep.dir={tmp_path}",
+                   data_dir=tiny_mnist)  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: hydra.sweeper.direction=maximize is invalid: study lenet in {storage} is to minimize; give "
+        "that direction, or another hydra.sweeper.study_name"
+    ]
     assert not list(tmp_path.glob("*/.hydra"))  # no job started
 
 

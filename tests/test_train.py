@@ -242,8 +242,8 @@ def saved_step(path: Path) -> int:
 def test_a_run_killed_mid_epoch_resumes_from_its_last_checkpoint_and_continues(
     tiny_mnist: Path, tmp_path: Path
 ) -> None:
-    # 40 epochs of 5 steps, last.ckpt every 3 steps: most checkpoints fall mid-epoch.
-    overrides = [*TINY_RUN, "trainer.max_epochs=40", "callbacks.last_checkpoint.every_n_train_steps=3"]
+    # 20 epochs of 5 steps, last.ckpt every 3 steps: most checkpoints fall mid-epoch.
+    overrides = [*TINY_RUN, "trainer.max_epochs=20", "callbacks.last_checkpoint.every_n_train_steps=3"]
     env = user_environment(tiny_mnist)
     outputs = tmp_path / "outputs"
     command = [sys.executable, str(ROOT / "train.py"), *overrides]
@@ -260,7 +260,7 @@ def test_a_run_killed_mid_epoch_resumes_from_its_last_checkpoint_and_continues(
     assert process.returncode == -signal.SIGKILL, "the run ended before it was killed"
     (run_dir,) = {path.parent.parent for path in outputs.glob("*/*/checkpoints/last.ckpt")}
     saved = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
-    assert 12 <= saved["global_step"] < 200
+    assert 12 <= saved["global_step"] < 100
 
     result = subprocess.run(
         [*command, "ckpt_path=last"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
@@ -268,7 +268,7 @@ def test_a_run_killed_mid_epoch_resumes_from_its_last_checkpoint_and_continues(
     assert result.returncode == 0, result.stderr
     assert f"resuming from {run_dir / 'checkpoints' / 'last.ckpt'}" in result.stdout + result.stderr
     final = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
-    assert (final["epoch"], final["global_step"]) == (39, 198)  # the last of every 3 steps, in epoch 40
+    assert (final["epoch"], final["global_step"]) == (19, 99)  # the last of every 3 steps, in epoch 20
 
     # The curves go on in the same TensorBoard run: every step and epoch is there, and only the
     # steps redone after the checkpoint (the work the kill lost) appear twice.
@@ -280,8 +280,8 @@ def test_a_run_killed_mid_epoch_resumes_from_its_last_checkpoint_and_continues(
     checkpoint_step = saved["global_step"] - 1
     lost_val = {checkpoint_step} if saved["global_step"] % 5 == 0 else set()
     for tag, expected, may_lose in (
-        ("train/loss_step", set(range(200)), {checkpoint_step}),
-        ("val/acc", set(range(4, 200, 5)), lost_val),
+        ("train/loss_step", set(range(100)), {checkpoint_step}),
+        ("val/acc", set(range(4, 100, 5)), lost_val),
     ):
         steps = [event.step for event in events.Scalars(tag)]
         assert expected - may_lose <= set(steps) <= expected, tag
