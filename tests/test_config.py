@@ -148,3 +148,10 @@ def test_preflight_checks_every_swept_value_not_only_the_first(tiny_mnist: Path)
         preflight(["-m", "hparams_search=optuna", "optimizer.lr=tag(log,interval(0.0,0.1))"])
     with pytest.raises(BadInput, match=r"^optimizer.lr=0.1,-1 is invalid without -m"):
         preflight(["optimizer.lr=0.1,-1"])
+
+
+def test_preflight_checks_a_studys_search_space_with_its_fixed_settings() -> None:
+    # lenet_fast fixes scheduler=onecycle and searches its pct_start: the probe must compose both.
+    preflight(["-m", "hparams_search=lenet_fast"])
+    with pytest.raises(BadInput, match=r"^scheduler.scheduler.pct_start=1.5 is invalid"):
+        preflight(["-m", "hparams_search=lenet_fast", "scheduler.scheduler.pct_start=interval(0.1, 1.5)"])

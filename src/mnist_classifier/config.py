@@ -258,8 +258,10 @@ def preflight(argv: list[str], config_name: str = "train") -> None:
             f"{sweep.input_line} is invalid without -m: a list is written [a,b]; a sweep over the values "
             "needs -m (python train.py -m ...)"
         )
-    base = [_first_value(override) for override in parsed]
-    cfg = _composed(base, config_name)
+    # A sweep's config is composed without its swept values, as Hydra composes it for the sweeper.
+    cfg = _composed(
+        [override.input_line for override in parsed if not override.is_sweep_override()], config_name
+    )
     validate(cfg)
     if not sweeping:
         if study := cfg.hydra.runtime.choices.get("hparams_search"):
@@ -268,15 +270,17 @@ def preflight(argv: list[str], config_name: str = "train") -> None:
                 f"python train.py -m hparams_search={study}"
             )
         return
-    swept = [override for override in parsed if override.is_sweep_override()]
+    # The sweeper's own params (a study's search space) come first in each job; the command line wins.
     params = OmegaConf.select(cfg, "hydra.sweeper.params") or {}
-    swept += parser.parse_overrides([f"{key}={value}" for key, value in params.items()])
+    searched = [*parser.parse_overrides([f"{key}={value}" for key, value in params.items()]), *parsed]
+    job = [_first_value(override) for override in searched]
+    validate(_composed(job, config_name))
     if str(OmegaConf.select(cfg, "hydra.sweeper._target_")).endswith("GridSweeper"):
         combinations(parsed)  # refuses what a grid cannot sweep
-    for override in swept:
+    for override in (override for override in searched if override.is_sweep_override()):
         for value in values_of(override):
             if value != _first_value(override):
-                probe = [line for line in base if override_key(line) != override.key_or_group]
+                probe = [line for line in job if override_key(line) != override.key_or_group]
                 validate(_composed([*probe, value], config_name))
 
 
