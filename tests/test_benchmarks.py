@@ -14,7 +14,8 @@ from .conftest import ROOT, user_environment
 @pytest.mark.slow
 def test_throughput_benchmark_summarises_its_paired_timings(tiny_mnist: Path) -> None:
     command = [sys.executable, "benchmarks/throughput.py", "--models", "lenet", "--batch-sizes", "16"]
-    command += ["--paths", "lightning", "hand", "--epochs", "3", "--limit-batches", "2", "--augment", "affine"]
+    command += ["--paths", "lightning", "hand", "--epochs", "3", "--limit-batches", "2"]
+    command += ["--augment", "affine"]
     command += ["--", "data.val_size=40"]
     result = subprocess.run(
         command, cwd=ROOT, env=user_environment(tiny_mnist), capture_output=True, text=True, timeout=600
