@@ -10,7 +10,17 @@ from hydra.utils import instantiate
 from lightning.pytorch import Trainer
 from torch import nn
 
-from mnist_classifier.config import Number, OneOf, Sizes, compose, hyperparameters, preflight, validate
+from mnist_classifier.config import (
+    NAME_LIMIT,
+    Number,
+    OneOf,
+    Sizes,
+    compose,
+    hyperparameters,
+    preflight,
+    short_name,
+    validate,
+)
 from mnist_classifier.data import MNISTDataModule
 from mnist_classifier.errors import BadInput
 from mnist_classifier.wiring import instantiate_all, instantiate_classifier
@@ -155,3 +165,11 @@ def test_preflight_checks_a_studys_search_space_with_its_fixed_settings() -> Non
     preflight(["-m", "hparams_search=lenet_fast"])
     with pytest.raises(BadInput, match=r"^scheduler.scheduler.pct_start=1.5 is invalid"):
         preflight(["-m", "hparams_search=lenet_fast", "scheduler.scheduler.pct_start=interval(0.1, 1.5)"])
+
+
+def test_a_run_dir_name_too_long_for_a_file_system_is_cut_and_stays_unique() -> None:
+    assert short_name("model=mlp,seed=1") == "model=mlp,seed=1"
+    long = ",".join(f"key{index}=value{index}" for index in range(30))
+    other = long.replace("value29", "value30")
+    assert len(short_name(long)) == NAME_LIMIT <= 255 and short_name(long) != short_name(other)
+    assert short_name(long).startswith(long[:100])

@@ -7,6 +7,7 @@ Checks that need the data or the model (a validation split larger than the data,
 small for LeNet) are made where those are built. Imports no torch: a refused command answers fast.
 """
 
+import hashlib
 import math
 import os
 from collections.abc import Iterable
@@ -28,6 +29,7 @@ from mnist_classifier.errors import BadInput
 from mnist_classifier.overrides import combinations, override_key, values_of
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+NAME_LIMIT = 120  # characters of a run dir's name; file systems allow 255
 LAST = "last"  # ckpt_path=last: resume the newest run with the same overrides
 GPU_ACCELERATORS = ("gpu", "cuda")
 
@@ -159,6 +161,18 @@ RULES: dict[str, Rule] = {
     "hydra.sweeper.max_retry": Number(integer=True, low=0),
     "hydra.launcher.n_jobs": COUNT,
 }
+
+
+def short_name(name: str) -> str:
+    """A run dir's name within NAME_LIMIT: a longer one (a study's many overrides) is cut, and a hash
+    of the whole keeps it unique; .hydra/overrides.yaml holds them all. Registered as the resolver
+    `${short:...}`, which conf/hydra names sweep jobs' dirs with."""
+    if len(name) <= NAME_LIMIT:
+        return name
+    return f"{name[: NAME_LIMIT - 9]}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+
+
+OmegaConf.register_new_resolver("short", short_name, replace=True)
 
 
 def shown(value: Any) -> str:
