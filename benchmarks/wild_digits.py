@@ -22,7 +22,6 @@ images are the same for the same --seed and --count.
 
 import argparse
 import io
-import os
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -33,10 +32,10 @@ from PIL import Image
 from scipy import ndimage
 from torchvision.datasets import MNIST
 
+from mnist_classifier.datasets import DATASETS, default_data_dir
 from mnist_classifier.errors import BadInput
 from mnist_classifier.images import mnist_digit, mnist_digits_of_number
 
-ROOT = Path(__file__).resolve().parents[1]
 CONDITIONS = ("mnist", "scan", "photo")
 NUMBER_LENGTH = 4
 TOUCHING_CHANCE = 0.15  # of a number having two digits that touch
@@ -277,7 +276,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--data-dir",
         type=Path,
-        default=Path(os.environ.get("MNIST_DATA_DIR", ROOT / "data")),
+        default=default_data_dir(DATASETS["mnist"]),
         help="holds MNIST/raw/ (default: $MNIST_DATA_DIR, else data/)",
     )
     args = parser.parse_args(argv)

@@ -9,7 +9,6 @@ are read.
 """
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -26,6 +25,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))  # the generator of wild digits, a 
 from wild_digits import mnist_test_set, wild_digit, wild_number  # noqa: E402
 
 from mnist_classifier.checkpoints import load_for_inference  # noqa: E402
+from mnist_classifier.datasets import DATASETS, default_data_dir  # noqa: E402
 from mnist_classifier.errors import BadInput  # noqa: E402
 from mnist_classifier.handwriting import read_digits, read_numbers  # noqa: E402
 
@@ -45,7 +45,7 @@ def main() -> None:
     parser.add_argument(
         "--data-dir",
         type=Path,
-        default=Path(os.environ.get("MNIST_DATA_DIR", ROOT / "data")),
+        default=default_data_dir(DATASETS["mnist"]),
         help="MNIST/raw/",
     )
     args = parser.parse_args()
