@@ -17,6 +17,7 @@ from mnist_classifier.errors import (
     ArgumentParser,
     BadInput,
     entry_point,
+    existing_file,
     one_line,
     reading_input,
 )
@@ -59,6 +60,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--images", type=Path, metavar="DIR", help="score DIR/<label>/ images instead")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
     args = parser.parse_args(argv)
+    for path in args.checkpoints:
+        existing_file(path, "checkpoint file")
 
     from mnist_classifier.checkpoints import load_for_inference
     from mnist_classifier.datasets import DATASETS, default_data_dir, read_split

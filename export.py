@@ -11,7 +11,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from mnist_classifier.errors import ArgumentParser, BadInput, entry_point, reading_input
+from mnist_classifier.errors import ArgumentParser, BadInput, entry_point, existing_file, reading_input
 
 FORMATS = ("torchscript", "onnx")
 
@@ -54,6 +54,7 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--formats", nargs="+", choices=FORMATS, default=list(FORMATS))
     args = parser.parse_args(argv)
+    existing_file(args.checkpoint, "checkpoint file")
 
     import torch
 

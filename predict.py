@@ -30,6 +30,7 @@ from mnist_classifier.errors import (
     ArgumentParser,
     BadInput,
     entry_point,
+    existing_file,
     one_line,
     reading_input,
 )
@@ -105,6 +106,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--save-inputs", type=Path, metavar="DIR", help="write the 28x28 the net saw here")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
     args = parser.parse_args(argv)
+    existing_file(args.checkpoint, "checkpoint file")
 
     from tqdm import tqdm
 

@@ -14,7 +14,7 @@ says which). Serves until Ctrl+C.
 import sys
 from pathlib import Path
 
-from mnist_classifier.errors import ArgumentParser, BadInput, entry_point, reading_input
+from mnist_classifier.errors import ArgumentParser, BadInput, entry_point, existing_file, reading_input
 
 
 @entry_point
@@ -27,6 +27,7 @@ def main(argv: list[str]) -> int:
         "--max-upload-mb", type=float, default=20, help="the largest request body (default: 20)"
     )
     args = parser.parse_args(argv)
+    existing_file(args.checkpoint, "checkpoint file")
     if not 0 <= args.port <= 65535:
         raise BadInput(f"--port {args.port} is invalid: give 0 to 65535")
     if args.max_upload_mb <= 0:

@@ -15,7 +15,7 @@ from types import ModuleType
 import pytest
 import torch
 from hydra.core.global_hydra import GlobalHydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from mnist_classifier.config import compose
 from mnist_classifier.datasets import FILES
@@ -129,6 +129,11 @@ class TrainedRun:
     def best(self) -> Path:
         (checkpoint,) = (self.run_dir / "checkpoints").glob("epoch*.ckpt")
         return checkpoint
+
+    @property
+    def config(self) -> DictConfig:
+        """The run's composed config, as Hydra saved it."""
+        return OmegaConf.load(self.run_dir / ".hydra" / "config.yaml")
 
     @property
     def last(self) -> Path:

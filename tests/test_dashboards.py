@@ -242,7 +242,7 @@ def test_a_real_tensorboard_server_shows_the_run_its_curves_images_and_hparams(
         groups = get("/data/plugin/hparams/session_groups", query)
         (group,) = groups["sessionGroups"]
         assert group["hparams"]["model"] == "lenet" and group["hparams"]["optimizer.lr"] == pytest.approx(
-            0.01
+            trained_run.config.optimizer.lr
         )
         metrics = {value["name"]["tag"]: value["value"] for value in group["metricValues"]}
         for tag, line in (

@@ -71,7 +71,7 @@ def test_tensorboard_events_hold_every_metric_and_the_hparams(trained_run: Train
     assert best[-1] == pytest.approx(max(event.value for event in events.Scalars("val/acc")))
     content = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
     hparams = HParamsPluginData.FromString(content).session_start_info.hparams
-    assert (hparams["model"].string_value, hparams["optimizer"].string_value) == ("lenet", "sgd")
+    assert (hparams["model"].string_value, hparams["optimizer"].string_value) == ("lenet", "nesterov")
     assert hparams["data.val_size"].number_value == 40
 
 

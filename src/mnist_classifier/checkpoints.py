@@ -21,7 +21,7 @@ from torch import nn
 
 from mnist_classifier.data import to_inputs
 from mnist_classifier.datasets import DATASETS
-from mnist_classifier.errors import BadInput, entry_point, one_line
+from mnist_classifier.errors import BadInput, entry_point, existing_file, one_line
 from mnist_classifier.models import MODELS
 
 RECORD = "mnist_classifier"  # the checkpoint's key for the inference record
@@ -69,8 +69,7 @@ class InferenceRecord(Callback):
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """The checkpoint as plain data: torch.load(weights_only=True), so no pickled code can run."""
-    if not path.is_file():
-        raise BadInput(f"{path} is invalid: no such checkpoint file")
+    existing_file(path, "checkpoint file")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises a different type for each way a file is not one

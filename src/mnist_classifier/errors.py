@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import NoReturn, TypeVar
 
 from hydra.errors import InstantiationException
@@ -91,6 +92,14 @@ def entry_point(main: Main) -> Main:
             return main(*args, **kwargs)
 
     return guarded  # type: ignore[return-value]
+
+
+def existing_file(path: Path, what: str) -> Path:
+    """The path when a file is there, else BadInput: the commands check their files before they
+    import torch, so a mistyped path is refused at once."""
+    if not path.is_file():
+        raise BadInput(f"{path} is invalid: no such {what}")
+    return path
 
 
 class ArgumentParser(argparse.ArgumentParser):

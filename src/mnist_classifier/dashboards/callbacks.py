@@ -12,7 +12,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 from torchvision.utils import make_grid
 
 from mnist_classifier.batches import Batch
-from mnist_classifier.dashboards.drawing import Misclassified, confusion_image, misclassified_figure
+from mnist_classifier.dashboards.drawing import Misclassified, confusion_image, misclassified_image
 
 
 def tensorboard_writers(trainer: Trainer) -> list[SummaryWriter]:
@@ -106,8 +106,8 @@ class MisclassifiedDigits(Callback):
         if not self.found:
             return
         for writer in tensorboard_writers(trainer):
-            writer.add_figure(
-                "test/misclassified", misclassified_figure(self.found, self.columns), trainer.global_step
+            writer.add_image(
+                "test/misclassified", misclassified_image(self.found, self.columns), trainer.global_step
             )
 
 

@@ -1,9 +1,9 @@
-"""The pictures of the dashboards, drawn from tensors: a confusion matrix, misclassified images."""
+"""The pictures of the dashboards, drawn from tensors with PIL: a confusion matrix, misclassified
+images."""
 
 import numpy as np
 import torch
 from matplotlib import colormaps
-from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
 
 Misclassified = tuple[torch.Tensor, int, int, float]  # image [H, W], true label, predicted, probability
@@ -45,16 +45,23 @@ def confusion_image(counts: torch.Tensor, title: str) -> torch.Tensor:
     return torch.from_numpy(np.array(image)).permute(2, 0, 1)
 
 
-def misclassified_figure(found: list[Misclassified], columns: int = 8) -> Figure:
-    """A grid of images, each titled true -> predicted (probability)."""
+def misclassified_image(found: list[Misclassified], columns: int = 8) -> torch.Tensor:
+    """A grid of the digits, each captioned true -> predicted (probability) and shown with its own
+    grey scale, as an RGB image [3, H, W] (uint8). Drawn with PIL, like the confusion matrix."""
+    font = ImageFont.load_default(size=12)
+    side = 2 * found[0][0].shape[-1]  # each digit at twice its size
+    cell_width, cell_height, top = side + 40, side + 22, 28
     rows = -(-len(found) // columns)
-    figure = Figure(figsize=(1.6 * columns, 1.9 * rows))
-    axes = figure.subplots(rows, columns, squeeze=False)
-    for axis in axes.flat:
-        axis.axis("off")
-    for axis, (image, label, prediction, probability) in zip(axes.flat, found, strict=False):
-        axis.imshow(image.numpy(), cmap="gray")
-        axis.set_title(f"{label} → {prediction} ({probability:.2f})", fontsize=10)
-    figure.suptitle("misclassified test digits: true → predicted (probability)")
-    figure.tight_layout()
-    return figure
+    image = Image.new("RGB", (columns * cell_width, top + rows * cell_height), "white")
+    draw = ImageDraw.Draw(image)
+    title = "misclassified test digits: true -> predicted (probability)"
+    draw.text((image.width / 2, 14), title, fill="black", font=font, anchor="mm")
+    for index, (digit, label, prediction, probability) in enumerate(found):
+        x = (index % columns) * cell_width
+        y = top + (index // columns) * cell_height
+        grey = (digit - digit.min()) / (digit.max() - digit.min()).clamp(min=1e-6) * 255
+        picture = Image.fromarray(grey.round().to(torch.uint8).numpy()).resize((side, side), Image.NEAREST)
+        image.paste(picture.convert("RGB"), (x + (cell_width - side) // 2, y + 16))
+        caption = f"{label} -> {prediction} ({probability:.2f})"
+        draw.text((x + cell_width / 2, y + 7), caption, fill="black", font=font, anchor="mm")
+    return torch.from_numpy(np.array(image)).permute(2, 0, 1)
