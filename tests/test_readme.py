@@ -157,7 +157,7 @@ def test_a_readme_command_runs(
     if "ckpt_path=last" in argv:  # resumes a run with the same overrides: there must be one first
         run(small([arg for arg in argv if arg != "ckpt_path=last"]), folder)
     if sweep_dirs := [arg for arg in argv if arg.startswith("outputs/multiruns/")]:
-        run(small([str(ROOT / "train.py"), "-m", "seed=1,2"]), folder)
+        run(small([str(ROOT / "train.py"), "-m", "seed=1"]), folder)
         (made,) = (folder / "outputs" / "multiruns").glob("*/*")
         argv[argv.index(sweep_dirs[0])] = str(made)
     if Path(argv[0]).name == "serve.py":  # it serves until stopped: a process of its own
