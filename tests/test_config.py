@@ -71,10 +71,12 @@ def test_every_option_of_every_group_composes_validates_and_builds(
     build_everything(cfg)
 
 
-def test_defaults_are_lenet_sgd_cross_entropy_on_tensorboard(compose_config) -> None:
+def test_defaults_are_the_default_recipe_on_tensorboard(compose_config) -> None:
     cfg = compose_config()
     assert cfg.model._target_.endswith("LeNet")
-    assert cfg.optimizer._target_ == "torch.optim.SGD" and cfg.optimizer._partial_
+    assert cfg.optimizer._target_ == "torch.optim.SGD" and cfg.optimizer._partial_ and cfg.optimizer.nesterov
+    assert cfg.scheduler.scheduler._target_.endswith("OneCycleLR") and cfg.augment.rotation > 0
+    assert cfg.trainer.max_epochs == 10
     assert cfg.loss._target_ == "torch.nn.CrossEntropyLoss"
     assert cfg.data.dataset == "mnist"
     assert cfg.trainer.accelerator == "auto"

@@ -66,8 +66,8 @@ def test_the_readme_has_commands_and_names_only_real_ones_as_skipped() -> None:
 
 @pytest.fixture(scope="module")
 def examples(trained_run: TrainedRun, tiny_mnist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder with what the examples name: a run dir, checkpoints of three runs, an old-format
-    checkpoint in its run dir, a digit image."""
+    """A folder with what the examples name: a run dir, checkpoints of three runs and any other the
+    README names, an old-format checkpoint in its run dir, a digit image."""
     folder = tmp_path_factory.mktemp("examples")
     shutil.copytree(trained_run.run_dir, folder / EXAMPLE_RUN)
     for run in ("run1", "run2", "run3"):
@@ -80,6 +80,10 @@ def examples(trained_run: TrainedRun, tiny_mnist: Path, tmp_path_factory: pytest
     checkpoint["MNISTDataModule"] = {"mean": record["mean"], "std": record["std"]}
     (old / "checkpoints").mkdir()
     torch.save(checkpoint, old / "checkpoints" / "last.ckpt")
+    for named in {arg for command in COMMANDS for arg in shlex.split(command) if arg.endswith(".ckpt")}:
+        if not (folder / named).exists():  # a checkpoint the README names, e.g. of its Results
+            (folder / named).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(trained_run.best, folder / named)
     images, _ = synthetic_digits(1, seed=5)
     write_png(images[:1], str(folder / "digit.png"))
     page(ring()).convert("RGB").save(folder / "photo.jpg")
