@@ -2,7 +2,7 @@
 # make test: the whole test suite, as CI runs it; make quick: the one-minute loop.
 VENV := .venv
 PYTHON := $(VENV)/bin/python
-PYTEST_CI := -n 2 --durations=15 --cov --cov-branch --cov-report=term-missing:skip-covered
+PYTEST_CI := -n 2 --dist loadgroup --durations=15 --cov --cov-branch --cov-report=term-missing:skip-covered
 
 .PHONY: train test quick
 
