@@ -8,8 +8,9 @@
 Each recipe's sweep runs in `outputs/results/<recipe>/`, one job at a time so that the seconds are
 those of a run alone on the machine. The table gives the test accuracy on the official test set
 (the mean ± standard deviation over the seeds, from the sweep report's records), the epochs, the
-best epoch and the seconds of a run; for `lenet_best` also what its three checkpoints reach
-together (eval.py's ensemble).
+best epoch and the seconds of a run (the median over the seeds, as other work on a shared machine
+slows some runs); for `lenet_best` also what its three checkpoints reach together (eval.py's
+ensemble).
 """
 
 import argparse
@@ -79,7 +80,7 @@ def tables() -> str:
             f"**{dataset}**, test accuracy on the official test set (mean ± standard deviation over seeds "
             f"{', '.join(map(str, SEEDS))}):",
             "",
-            "| command | test accuracy | epochs | best epoch | seconds a run |",
+            "| command | test accuracy | epochs | best epoch | seconds a run (median) |",
             "| --- | --- | --- | --- | --- |",
         ]
         for recipe in (recipe for recipe in RECIPES if recipe.dataset == dataset):
@@ -92,7 +93,7 @@ def tables() -> str:
                 continue
             accuracy = percent([job.metrics["test/acc"] for job in jobs])
             best = " to ".join(str(f(job.metrics["best_epoch"] for job in jobs)) for f in (min, max))
-            seconds = statistics.mean(job.wall_s for job in jobs)
+            seconds = statistics.median(job.wall_s for job in jobs)
             epochs = jobs[0].metrics["epochs"]
             lines.append(f"| `{recipe.command}` | {accuracy} | {epochs} | {best} | {seconds:.0f} |")
             if recipe.ensemble:
