@@ -259,7 +259,7 @@ def postgres() -> Iterator[Server]:
         yield server
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # built once per worker, whichever module runs between its tests
 def postgres_study(
     postgres: Server, tiny_mnist: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> SharedStudy:
@@ -283,7 +283,7 @@ def postgres_study(
     return study
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # built once per worker, whichever module runs between its tests
 def journal_study(tiny_mnist: Path, tmp_path_factory: pytest.TempPathFactory) -> SharedStudy:
     """Three workers started together on a journal file."""
     base = tmp_path_factory.mktemp("journal_workers")

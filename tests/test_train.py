@@ -302,8 +302,11 @@ def test_a_stopped_run_saves_its_last_checkpoint_and_exits_1_with_one_line(
         "trainer.max_epochs=100",
         f"hydra.run.dir={tmp_path}",
     ]
+    # Ctrl-C's default action for the run, as in a terminal: a child inherits an ignored SIGINT, and
+    # the test's process may ignore it (Lightning ignores it once it has handled a Ctrl-C).
     process = subprocess.Popen(command, env=user_environment(tiny_mnist), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+                               stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     last = tmp_path / "checkpoints" / "last.ckpt"
     wait_for(lambda: saved_step(last) >= 10 or process.poll() is not None, "two epochs' checkpoint")
     process.send_signal(stop)
