@@ -259,7 +259,7 @@ def postgres() -> Iterator[Server]:
         yield server
 
 
-@pytest.fixture(scope="session")  # built once per worker, whichever module runs between its tests
+@pytest.fixture(scope="module")
 def postgres_study(
     postgres: Server, tiny_mnist: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> SharedStudy:
@@ -283,14 +283,13 @@ def postgres_study(
     return study
 
 
-@pytest.fixture(scope="session")  # built once per worker, whichever module runs between its tests
+@pytest.fixture(scope="module")
 def journal_study(tiny_mnist: Path, tmp_path_factory: pytest.TempPathFactory) -> SharedStudy:
-    """Three workers started together on a journal file."""
+    """Two workers started together on a journal file."""
     base = tmp_path_factory.mktemp("journal_workers")
-    return run_rounds(SharedStudy(str(base / "journal.log"), "shared", []), base, tiny_mnist, (3,))
+    return run_rounds(SharedStudy(str(base / "journal.log"), "shared", []), base, tiny_mnist, (2,))
 
 
-@pytest.mark.xdist_group("shared_studies")  # one worker builds the studies and the server once
 @pytest.mark.slow
 @pytest.mark.parametrize("shared", ["postgres_study", "journal_study"])
 def test_workers_started_together_finish_n_trials_between_them(shared: str, request) -> None:
@@ -303,7 +302,6 @@ def test_workers_started_together_finish_n_trials_between_them(shared: str, requ
     assert failed == ([study.victim_trial] if study.victim_trial is not None else [])
 
 
-@pytest.mark.xdist_group("shared_studies")  # one worker builds the studies and the server once
 @pytest.mark.slow
 @pytest.mark.parametrize("shared", ["postgres_study", "journal_study"])
 def test_each_trial_has_its_run_dir_and_tensorboard_run_and_the_reports_list_every_trial(
@@ -335,7 +333,6 @@ def test_each_trial_has_its_run_dir_and_tensorboard_run_and_the_reports_list_eve
     assert sorted(row["run_dir"].split("_")[0] for row in report_rows(first_worker)) == numbers
 
 
-@pytest.mark.xdist_group("shared_studies")  # one worker builds the studies and the server once
 @pytest.mark.slow
 def test_a_killed_workers_trial_is_found_by_its_heartbeat_and_run_again_by_another(
     postgres_study: SharedStudy,
@@ -357,7 +354,6 @@ def test_a_killed_workers_trial_is_found_by_its_heartbeat_and_run_again_by_anoth
     )
 
 
-@pytest.mark.xdist_group("shared_studies")  # one worker builds the studies and the server once
 @pytest.mark.slow
 def test_optuna_dashboard_shows_the_shared_study(postgres_study: SharedStudy, tmp_path: Path) -> None:
     port = free_port()
@@ -391,7 +387,6 @@ def test_optuna_dashboard_shows_the_shared_study(postgres_study: SharedStudy, tm
         dashboard.wait()
 
 
-@pytest.mark.xdist_group("shared_studies")  # one worker builds the studies and the server once
 @pytest.mark.slow
 def test_workers_connecting_to_a_new_database_at_once_all_get_the_study(postgres: Server) -> None:
     # Each makes Optuna's tables in the empty database; all but one find them made meanwhile.
@@ -406,7 +401,6 @@ def test_workers_connecting_to_a_new_database_at_once_all_get_the_study(postgres
 # -- bad input ----------------------------------------------------------------------------------
 
 
-@pytest.mark.xdist_group("shared_studies")  # one worker builds the studies and the server once
 @pytest.mark.parametrize("case", ["unreachable", "wrong password", "journal in a missing folder"])
 def test_a_storage_that_cannot_be_used_is_refused_in_one_line(
     case: str, postgres: Server, tmp_path: Path
