@@ -10,6 +10,12 @@ Misclassified = tuple[torch.Tensor, int, int, float]  # image [H, W], true label
 
 
 CELL = 36  # pixels a side of a confusion-matrix cell
+FONT_SIZE = 12
+
+
+def as_tensor(image: Image.Image) -> torch.Tensor:
+    """A drawn RGB image as TensorBoard's add_image takes it: uint8 [3, H, W]."""
+    return torch.from_numpy(np.array(image)).permute(2, 0, 1)
 
 
 def confusion_image(counts: torch.Tensor, title: str) -> torch.Tensor:
@@ -21,7 +27,7 @@ def confusion_image(counts: torch.Tensor, title: str) -> torch.Tensor:
     classes = len(counts)
     shares = counts / counts.sum(dim=1, keepdim=True).clamp(min=1)
     colours = (colormaps["Blues"](shares.numpy())[..., :3] * 255).round().astype("uint8")
-    font = ImageFont.load_default(size=12)
+    font = ImageFont.load_default(size=FONT_SIZE)
     left, top = 46, 28  # room for the class axis and the title
     side = classes * CELL
     image = Image.new("RGB", (left + side + 8, top + side + 40), "white")
@@ -42,13 +48,13 @@ def confusion_image(counts: torch.Tensor, title: str) -> torch.Tensor:
     axis_label = Image.new("RGB", (side, 16), "white")
     ImageDraw.Draw(axis_label).text((side / 2, 8), "true class", fill="black", font=font, anchor="mm")
     image.paste(axis_label.rotate(90, expand=True), (4, top))
-    return torch.from_numpy(np.array(image)).permute(2, 0, 1)
+    return as_tensor(image)
 
 
 def misclassified_image(found: list[Misclassified], columns: int = 8) -> torch.Tensor:
     """A grid of the digits, each captioned true -> predicted (probability) and shown with its own
     grey scale, as an RGB image [3, H, W] (uint8). Drawn with PIL, like the confusion matrix."""
-    font = ImageFont.load_default(size=12)
+    font = ImageFont.load_default(size=FONT_SIZE)
     side = 2 * found[0][0].shape[-1]  # each digit at twice its size
     cell_width, cell_height, top = side + 40, side + 22, 28
     rows = -(-len(found) // columns)
@@ -64,4 +70,4 @@ def misclassified_image(found: list[Misclassified], columns: int = 8) -> torch.T
         image.paste(picture.convert("RGB"), (x + (cell_width - side) // 2, y + 16))
         caption = f"{label} -> {prediction} ({probability:.2f})"
         draw.text((x + cell_width / 2, y + 7), caption, fill="black", font=font, anchor="mm")
-    return torch.from_numpy(np.array(image)).permute(2, 0, 1)
+    return as_tensor(image)
