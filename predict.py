@@ -2,7 +2,7 @@
 
 An INPUT is an image file (PNG, JPEG, WebP, BMP or TIFF: a photo or a scan of any size, dark ink on
 light paper or light on dark), a folder (its images, searched recursively) or a glob. Each image goes
-through MNIST's own preprocessing (mnist_classifier.images): the digit's ink found, scaled to a
+through MNIST's own preprocessing (mnist_classifier.mnist_format): the digit's ink found, scaled to a
 20-pixel box and centred by its mass in 28x28, as MNIST's digits were made. With --number, each image
 is a row of digits, read left to right.
 
@@ -110,8 +110,8 @@ def main(argv: list[str]) -> int:
 
     from tqdm import tqdm
 
-    from mnist_classifier.checkpoints import load_for_inference
     from mnist_classifier.handwriting import named_files, progress, read_digits, read_numbers
+    from mnist_classifier.inference import load_for_inference
 
     with reading_input():
         model = load_for_inference(args.checkpoint, args.device)

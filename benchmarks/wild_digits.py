@@ -13,8 +13,8 @@ not pure white, the ink not pure black), 4 to 8 times larger, off centre on a bi
   and small vertical offsets; in TOUCHING_CHANCE of the numbers two neighbours touch. A number is
   right only when all four digits are, no more, no fewer.
 
-Every image goes through `mnist_classifier.images` (`mnist_digit`; `mnist_digits_of_number` for
-numbers, with the classifier judging where touching digits are cut) and the checkpoint's
+Every image goes through `mnist_format.mnist_digit` (`written_numbers.mnist_digits_of_number`
+for numbers, with the classifier judging where touching digits are cut) and the checkpoint's
 classifier; an image where no digit is found counts as wrong. Prints a Markdown table: condition,
 images, accuracy, the first row the checkpoint's accuracy on the same test digits as they are. The
 images are the same for the same --seed and --count.
@@ -34,7 +34,8 @@ from torchvision.datasets import MNIST
 
 from mnist_classifier.datasets import DATASETS, default_data_dir
 from mnist_classifier.errors import BadInput
-from mnist_classifier.images import mnist_digit, mnist_digits_of_number
+from mnist_classifier.mnist_format import mnist_digit
+from mnist_classifier.written_numbers import mnist_digits_of_number
 
 CONDITIONS = ("mnist", "scan", "photo")
 NUMBER_LENGTH = 4
@@ -284,7 +285,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--count {args.count} is invalid: give {NUMBER_LENGTH} to 10,000 digits")
     torch.set_num_threads(1)
     # imported here: it brings Lightning, seconds that the generator's users (the tests) need not wait
-    from mnist_classifier.checkpoints import load_for_inference
+    from mnist_classifier.inference import load_for_inference
 
     classify = load_for_inference(args.checkpoint).probabilities
     print(table(accuracies(classify, *mnist_test_set(args.data_dir), args.count, args.seed)))

@@ -1,14 +1,23 @@
-"""The benchmark script on a tiny budget: its table must agree with the timings it measured."""
+"""The benchmark scripts on a tiny budget: the throughput table must agree with the timings it
+measured; the handwriting benchmark's images are made by its seed and its table counts them."""
 
+import importlib.util
 import json
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
+from PIL import Image
+
+from mnist_classifier.mnist_format import mnist_digit
+from mnist_classifier.written_numbers import mnist_digits_of_number
 
 from .conftest import ROOT, user_environment
+from .drawings import encoded, nearest
 
 
 @pytest.mark.slow
@@ -38,3 +47,41 @@ def test_throughput_benchmark_summarises_its_paired_timings(tiny_mnist: Path) ->
     assert float(rows["hand+affine"][7].strip().rstrip("%")) == pytest.approx(
         100 * (paired("hand+affine", "hand") - 1), abs=0.05
     )
+
+
+def wild_digits_module():
+    """benchmarks/wild_digits.py, imported as a module (the benchmarks are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location("wild_digits", ROOT / "benchmarks" / "wild_digits.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_wild_digits_are_made_by_the_seed_and_read_back(mnist_test: tuple[torch.Tensor, ...]) -> None:
+    wild = wild_digits_module()
+    digits = mnist_test[0][:4]
+    for condition in wild.CONDITIONS:
+        first = wild.wild_digit(digits[0], condition, np.random.default_rng(1))
+        again = wild.wild_digit(digits[0], condition, np.random.default_rng(1))
+        assert np.array_equal(np.asarray(first), np.asarray(again))
+        assert first.size[0] >= (28 if condition == "mnist" else 4 * 20)
+    templates = [mnist_digit(encoded(Image.fromarray(digit.numpy()))) for digit in digits]
+    number = wild.wild_number(list(digits), np.random.default_rng(0))
+    assert [nearest(digit, templates) for digit in mnist_digits_of_number(number)] == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="condition='sketch' is invalid"):
+        wild.wild_digit(digits[0], "sketch", np.random.default_rng(0))
+
+
+def test_the_benchmark_table_counts_each_condition(mnist_test: tuple[torch.Tensor, ...]) -> None:
+    wild = wild_digits_module()
+
+    def always_seven(digits: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.one_hot(torch.full((len(digits),), 7), 10).float()
+
+    results = wild.accuracies(always_seven, *mnist_test, count=4, seed=0)
+    assert {name: count for name, (count, _) in results.items()}["numbers"] == 1
+    assert [count for name, (count, _) in results.items() if name in wild.CONDITIONS] == [4, 4, 4]
+    chosen = mnist_test[1][np.random.default_rng(0).permutation(len(mnist_test[1]))[:4]]
+    assert results["reference"] == (4, (chosen == 7).float().mean().item())  # the digits as they are
+    lines = wild.table(results).splitlines()
+    assert lines[0] == "| condition | images | accuracy |" and len(lines) == 2 + len(results)

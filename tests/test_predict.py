@@ -25,13 +25,15 @@ import torch
 from PIL import Image, ImageDraw
 
 from mnist_classifier import handwriting
-from mnist_classifier.checkpoints import RECORD, InferenceModel, load_for_inference
+from mnist_classifier.checkpoints import RECORD
 from mnist_classifier.datasets import DATASETS
 from mnist_classifier.handwriting import likeliest_numbers
-from mnist_classifier.images import mnist_digit, mnist_digits_of_number
+from mnist_classifier.inference import InferenceModel, load_for_inference
+from mnist_classifier.mnist_format import mnist_digit
+from mnist_classifier.written_numbers import mnist_digits_of_number
 
 from .conftest import ROOT, TrainedRun, script_module, user_environment
-from .test_images import INK, block, broken_seven, ell, encoded, page, png_header, ring, row
+from .drawings import INK, block, broken_seven, ell, encoded, page, png_header, ring, row
 
 ALLOWED = "PNG, JPEG, WebP, BMP or TIFF"
 

@@ -21,7 +21,7 @@ from torchvision.io import write_png
 from mnist_classifier.checkpoints import RECORD
 
 from .conftest import ROOT, TrainedRun, synthetic_digits, user_environment
-from .test_images import block, broken_seven, page, ring, row
+from .drawings import block, broken_seven, page, ring, row
 
 README = (ROOT / "README.md").read_text()
 # Appended to every training command: a few batches of the tiny data, one epoch.

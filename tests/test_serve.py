@@ -23,12 +23,12 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from playwright.sync_api import Page, sync_playwright
 
-from mnist_classifier.checkpoints import InferenceModel, load_for_inference
-from mnist_classifier.images import mnist_digit
+from mnist_classifier.inference import InferenceModel, load_for_inference
+from mnist_classifier.mnist_format import mnist_digit
 from mnist_classifier.serving import create_app
 
 from .conftest import ROOT, TrainedRun, script_module, user_environment
-from .test_images import encoded, page, png_header, ring
+from .drawings import encoded, page, png_header, ring
 from .test_predict import BLANK, TRUNCATED
 
 LIMIT = 300_000  # bytes: the tests' upload limit, above their digits' files
