@@ -86,7 +86,7 @@ CASES: list[tuple[str, Callable, Callable[[Context], list[str]], str]] = [
     ("val_size", train, lambda c: ["data.val_size=0"], "data.val_size=0 is invalid: an integer >= 1"),
     ("resize", train, lambda c: ["data.resize=nearest"], "data.resize=nearest is invalid: one of bilinear, pad"),
     ("hidden_sizes", train, lambda c: ["model.hidden_sizes=[120,0]"], "model.hidden_sizes=[120,0] is invalid: a list"),
-    ("devices", train, lambda c: ["trainer.devices=0"], "trainer.devices=0 is invalid: an integer >= 1, -1 (all) or auto"),
+    ("devices", train, lambda c: ["trainer.devices=0"], "trainer.devices=0 is invalid: an integer >= 1, or one of auto, -1 (-1: every device)"),
     ("precision", train, lambda c: ["trainer.precision=8"], "trainer.precision=8 is invalid: one of 32-true"),
     ("rotation", train, lambda c: ["augment=affine", "augment.rotation=-5"], "augment.rotation=-5 is invalid: a number >= 0 and <= 180"),
     ("probability", train, lambda c: ["augment=affine", "augment.p=1.5"], "augment.p=1.5 is invalid: a number >= 0 and <= 1"),

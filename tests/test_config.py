@@ -8,22 +8,13 @@ import pytest
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch import Trainer
+from omegaconf import OmegaConf
 from torch import nn
 
-from mnist_classifier.config import (
-    NAME_LIMIT,
-    Number,
-    OneOf,
-    Sizes,
-    compose,
-    hyperparameters,
-    preflight,
-    short_name,
-    validate,
-)
+from mnist_classifier.config import NAME_LIMIT, compose, hyperparameters, preflight, short_name, validate
 from mnist_classifier.data import MNISTDataModule
 from mnist_classifier.errors import BadInput
-from mnist_classifier.wiring import instantiate_all, instantiate_classifier
+from mnist_classifier.training import instantiate_all, instantiate_classifier
 
 from .conftest import CONF_DIR, ROOT
 
@@ -111,19 +102,37 @@ def test_readme_lists_exactly_the_options_of_each_group() -> None:
 
 
 @pytest.mark.parametrize(
-    ("rule", "good", "bad"),
+    ("key", "good", "bad", "allowed"),
     [
-        (Number(integer=True, low=1), [1, 7], [0, 1.5, "abc", True, None]),
-        (Number(low=0, open_low=True), [1e-4, 3], [0, -1, "x"]),
-        (Number(integer=True, low=1, also=(-1,)), [-1, 5], [-2, 0]),
-        (OneOf(("bilinear", "pad")), ["pad"], ["nearest", 1]),
-        (OneOf((True, False)), [True, False], [1, 0, "true"]),
-        (Sizes(), [[120, 84], [5]], [[], [120, 0], "x", [1.5]]),
+        ("data.batch_size", [1, 7], [0, 1.5, "abc", True, None], "an integer >= 1"),
+        ("optimizer.lr", [1e-4, 3], [0, -1, "x", True], "a number > 0 (the learning rate"),
+        ("trainer.max_epochs", [-1, 5], [-2, 0, "5"], "an integer >= 1, or -1 (-1: no limit)"),
+        ("data.resize", ["pad"], ["nearest", 1], "one of bilinear, pad"),
+        ("data.download", [True, False], [1, 0, "true"], "true or false"),
+        ("model.hidden_sizes", [[120, 84], [5]], [[], [120, 0], "x", [1.5]], "a list of one or more"),
+        ("callbacks.last_checkpoint.every_n_train_steps", [None, 5], [0], "an integer >= 1, or null"),
+        ("trainer.devices", ["auto", -1, 2], [0, "all"], "an integer >= 1, or one of auto, -1"),
+        ("callbacks.parameter_histograms.every_n_steps", [0, 200], [-1], "an integer >= 0 (0: off)"),
+        ("augment.elastic_cells", [2, 64], [1, 65, 4.5], "an integer >= 2 and <= 64"),
     ],
 )
-def test_rules_accept_their_values_and_refuse_others(rule, good: list, bad: list) -> None:
-    assert all(rule.accepts(value) for value in good)
-    assert not any(rule.accepts(value) for value in bad)
+def test_each_rule_accepts_its_values_and_refuses_others_saying_what_it_allows(
+    compose_config, key: str, good: list, bad: list, allowed: str
+) -> None:
+    cfg = compose_config()
+    for value in good:
+        OmegaConf.update(cfg, key, value, force_add=True)
+        validate(cfg)
+    for value in bad:
+        OmegaConf.update(cfg, key, value, force_add=True)
+        with pytest.raises(BadInput, match=re.escape(f"is invalid: {allowed}")):
+            validate(cfg)
+
+
+def test_a_key_the_composition_lacks_is_not_checked(compose_config) -> None:
+    cfg = compose_config("optimizer=adam", "augment=none", "scheduler=none")
+    assert "momentum" not in cfg.optimizer and cfg.augment is None and cfg.scheduler is None
+    validate(cfg)
 
 
 def test_hyperparameters_hold_the_choices_and_their_values(compose_config) -> None:

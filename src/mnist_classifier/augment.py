@@ -13,11 +13,6 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def _check(name: str, value: float, low: float, high: float, allowed: str) -> None:
-    if not low <= value <= high:
-        raise ValueError(f"augment.{name}={value} is invalid: {allowed}")
-
-
 class RandomAffine(nn.Module):
     """Distorts each image of a batch [N, C, H, W] by its own random affine map, and optionally a
     smooth random (elastic) displacement of its pixels.
@@ -50,14 +45,6 @@ class RandomAffine(nn.Module):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        _check("rotation", rotation, 0, 180, "give the largest rotation in degrees, 0 to 180")
-        _check("scale", scale, 0, 0.99, "give the largest change of size as a fraction, 0 to 0.99")
-        _check("translate", translate, 0, 1, "give the largest shift as a fraction of the side, 0 to 1")
-        _check("shear", shear, 0, 60, "give the largest shear in degrees, 0 to 60")
-        _check("hflip", hflip, 0, 1, "a probability is between 0 and 1")
-        _check("elastic", elastic, 0, math.inf, "give the largest displacement in pixels, >= 0 (0: none)")
-        _check("elastic_cells", elastic_cells, 2, 64, "give control points per side, 2 to 64")
-        _check("p", p, 0, 1, "a probability is between 0 and 1")
         self.rotation = rotation
         self.scale = scale
         self.translate = translate

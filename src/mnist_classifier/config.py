@@ -1,17 +1,17 @@
-"""The composed config: what each value may be, checked before anything is built.
+"""The composed config of a command line, checked before anything is built.
 
-`validate(cfg)` checks every key a user may set against its declared type and range (the table
-`RULES`), and `preflight(argv)` runs Hydra's composition and these checks for a command line
-before Hydra makes a run dir, so that bad input costs one line and exit status 2, nothing else.
-Checks that need the data or the model (a validation split larger than the data, an image too
-small for LeNet) are made where those are built. Imports no torch: a refused command answers fast.
+`preflight(argv)` runs Hydra's composition for a command line and `validate`s it (every value
+against its rule in mnist_classifier.schema, and what needs the file system or torch) before Hydra
+makes a run dir, so that bad input costs one line and exit status 2, nothing else. Checks that
+need the data or the model (a validation split larger than the data, an image too small for
+LeNet) are made where those are built. Also Hydra's override lines (`key=value`, `key=a,b`,
+`key=interval(a,b)`): their keys and values. Imports no torch: a refused command answers fast.
 """
 
 import hashlib
-import math
+import itertools
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,147 +20,18 @@ from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import Override
+from hydra.core.override_parser.types import IntervalSweep, Override
 from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException
-from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from mnist_classifier.errors import BadInput
-from mnist_classifier.overrides import combinations, override_key, values_of
+from mnist_classifier.schema import check
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 NAME_LIMIT = 120  # characters of a run dir's name; file systems allow 255
 LAST = "last"  # ckpt_path=last: resume the newest run with the same overrides
 GPU_ACCELERATORS = ("gpu", "cuda")
-
-
-@dataclass(frozen=True)
-class Number:
-    """An int or a float within bounds; `open_low`/`open_high` leave the bound itself out."""
-
-    integer: bool = False
-    low: float = -math.inf
-    high: float = math.inf
-    open_low: bool = False
-    open_high: bool = False
-    also: tuple[Any, ...] = ()  # other accepted values, e.g. -1 for "no limit" or None
-    note: str = ""
-
-    def accepts(self, value: Any) -> bool:
-        if any(value == other and type(value) is type(other) for other in self.also):
-            return True
-        kinds = (int,) if self.integer else (int, float)
-        if isinstance(value, bool) or not isinstance(value, kinds):
-            return False
-        above = value > self.low if self.open_low else value >= self.low
-        below = value < self.high if self.open_high else value <= self.high
-        return above and below
-
-    @property
-    def allowed(self) -> str:
-        kind = "an integer" if self.integer else "a number"
-        bound = (lambda value: str(int(value))) if self.integer else (lambda value: f"{value:g}")
-        low = f"{'>' if self.open_low else '>='} {bound(self.low)}" if self.low > -math.inf else ""
-        high = f"{'<' if self.open_high else '<='} {bound(self.high)}" if self.high < math.inf else ""
-        text = f"{kind} {' and '.join(part for part in (low, high) if part)}".strip()
-        return f"{text}{self.note}"
-
-
-@dataclass(frozen=True)
-class OneOf:
-    choices: tuple[Any, ...]
-
-    def accepts(self, value: Any) -> bool:
-        return any(value == choice and type(value) is type(choice) for choice in self.choices)
-
-    @property
-    def allowed(self) -> str:
-        return "one of " + ", ".join(shown(choice) for choice in self.choices)
-
-
-@dataclass(frozen=True)
-class Sizes:
-    """A list of integer sizes >= 1."""
-
-    def accepts(self, value: Any) -> bool:
-        items = list(value) if isinstance(value, list | tuple | ListConfig) else None
-        return bool(items) and all(Number(integer=True, low=1).accepts(item) for item in items)
-
-    @property
-    def allowed(self) -> str:
-        return "a list of one or more integers >= 1, e.g. [120,84]"
-
-
-Rule = Number | OneOf | Sizes
-BOOL = OneOf((True, False))
-COUNT = Number(integer=True, low=1)
-SEED = Number(integer=True, low=0, high=2**32 - 1)
-PROBABILITY = Number(low=0, high=1)
-FRACTION_OR_COUNT = Number(low=0, note=" (a fraction up to 1.0, or a number of batches)")
-
-RULES: dict[str, Rule] = {
-    "seed": SEED,
-    "data.dataset": OneOf(("mnist", "fashion_mnist")),
-    "data.image_size": COUNT,
-    "data.resize": OneOf(("bilinear", "pad")),
-    "data.val_size": COUNT,
-    "data.split_seed": SEED,
-    "data.shuffle_seed": SEED,
-    "data.batch_size": COUNT,
-    "data.eval_batch_size": COUNT,
-    "data.download": BOOL,
-    "model.hidden_sizes": Sizes(),
-    "optimizer.lr": Number(low=0, open_low=True),
-    "optimizer.momentum": Number(low=0, high=1, open_high=True),
-    "optimizer.weight_decay": Number(low=0),
-    "optimizer.nesterov": BOOL,
-    "loss.label_smoothing": Number(low=0, high=1, open_high=True),
-    "scheduler.scheduler.step_size": COUNT,
-    "scheduler.scheduler.gamma": Number(low=0, open_low=True),
-    "scheduler.scheduler.T_max": COUNT,
-    "scheduler.scheduler.pct_start": Number(low=0, high=1, open_low=True, open_high=True),
-    "augment.rotation": Number(low=0, high=180, note=" (degrees either way)"),
-    "augment.scale": Number(low=0, high=0.99, note=" (a fraction either way)"),
-    "augment.translate": Number(low=0, high=1, note=" (a fraction of the image side)"),
-    "augment.shear": Number(low=0, high=60, note=" (degrees either way)"),
-    "augment.hflip": PROBABILITY,
-    "augment.elastic": Number(low=0, note=" (pixels; 0 turns it off)"),
-    "augment.elastic_cells": Number(integer=True, low=2, high=64),
-    "augment.p": PROBABILITY,
-    "classifier.channels_last": BOOL,
-    "classifier.compile": BOOL,
-    "trainer.accelerator": OneOf(("auto", "cpu", "gpu", "cuda", "mps")),
-    "trainer.devices": Number(integer=True, low=1, also=("auto", -1), note=", -1 (all) or auto"),
-    "trainer.num_nodes": COUNT,
-    "trainer.precision": OneOf(
-        ("32-true", "32", 32, "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true", "64", 64)
-    ),
-    "trainer.max_epochs": Number(integer=True, low=1, also=(-1,), note=", or -1 for no limit"),
-    "trainer.log_every_n_steps": COUNT,
-    "trainer.deterministic": OneOf((True, False, "warn")),
-    "trainer.accumulate_grad_batches": COUNT,
-    "trainer.gradient_clip_val": Number(low=0, also=(None,)),
-    "trainer.limit_train_batches": FRACTION_OR_COUNT,
-    "trainer.limit_val_batches": FRACTION_OR_COUNT,
-    "trainer.limit_test_batches": FRACTION_OR_COUNT,
-    "trainer.overfit_batches": FRACTION_OR_COUNT,
-    "trainer.fast_dev_run": Number(integer=True, low=0, also=(True, False)),
-    "callbacks.last_checkpoint.every_n_train_steps": Number(integer=True, low=1, also=(None,)),
-    "callbacks.early_stopping.patience": COUNT,
-    "callbacks.ema.decay": Number(low=0, high=1, open_low=True, open_high=True),
-    "callbacks.misclassified_digits.count": Number(integer=True, low=0),
-    "callbacks.parameter_histograms.every_n_steps": Number(integer=True, low=0, note=" (0: off)"),
-    "hydra.sweeper.n_trials": COUNT,
-    "hydra.sweeper.n_jobs": COUNT,
-    "hydra.sweeper.heartbeat_interval": Number(
-        integer=True, low=1, also=(None,), note=", or null: no heartbeats"
-    ),
-    "hydra.sweeper.grace_period": Number(
-        integer=True, low=1, also=(None,), note=", or null: twice the interval"
-    ),
-    "hydra.sweeper.max_retry": Number(integer=True, low=0),
-    "hydra.launcher.n_jobs": COUNT,
-}
 
 
 def short_name(name: str) -> str:
@@ -175,36 +46,13 @@ def short_name(name: str) -> str:
 OmegaConf.register_new_resolver("short", short_name, replace=True)
 
 
-def shown(value: Any) -> str:
-    """A value as the user wrote it on the command line."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, ListConfig | list | tuple):
-        return "[" + ",".join(shown(item) for item in value) + "]"
-    return str(value)
-
-
-def check(key: str, value: Any, rule: Rule) -> None:
-    if not rule.accepts(value):
-        raise BadInput(f"{key}={shown(value)} is invalid: {rule.allowed}")
-
-
 def validate(cfg: DictConfig) -> None:
-    """Raise BadInput for the first value outside its rule, naming the key and what is allowed."""
-    for key, rule in RULES.items():
-        node_value = OmegaConf.select(cfg, key, default=_ABSENT, throw_on_missing=False)
-        if node_value is not _ABSENT:
-            check(key, node_value, rule)
+    """Raise BadInput for the first value outside its rule (mnist_classifier.schema), a checkpoint
+    that is not there, or a GPU asked for on a machine without one."""
+    check(cfg)
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path not in (None, LAST) and not Path(str(ckpt_path)).is_file():
         raise BadInput(f"ckpt_path={ckpt_path} is invalid: no such file; give a checkpoint file, or last")
-    if OmegaConf.select(cfg, "classifier.compile") and OmegaConf.select(cfg, "logger.tensorboard.log_graph"):
-        raise BadInput(
-            "logger.tensorboard.log_graph=true is invalid with classifier.compile=true: the graph is traced, "
-            "and tracing cannot enter a compiled net"
-        )
     accelerator = OmegaConf.select(cfg, "trainer.accelerator")
     if accelerator in GPU_ACCELERATORS:
         import torch  # only here: the other checks answer without it
@@ -216,7 +64,43 @@ def validate(cfg: DictConfig) -> None:
             )
 
 
-_ABSENT = object()
+def override_key(line: str) -> str:
+    """The key of an override line, without Hydra's +, ++ and ~ prefixes."""
+    return line.split("=", 1)[0].lstrip("+~")
+
+
+def values_of(override: Override) -> list[str]:
+    """The override lines of each value an override may give its key: itself if it sweeps nothing,
+    a list's or a range's values, an interval's two ends; none for glob(...), which lists config
+    files that only Hydra's sweepers expand."""
+    if not override.is_sweep_override():
+        return [override.input_line]
+    key = override.get_key_element()
+    sweep = override.value()
+    if isinstance(sweep, IntervalSweep):
+        ends = (int(sweep.start), int(sweep.end)) if "int" in sweep.tags else (sweep.start, sweep.end)
+        return [f"{key}={end}" for end in ends]
+    try:
+        return [f"{key}={value}" for value in override.sweep_string_iterator()]
+    except HydraException:
+        return []
+
+
+def combinations(overrides: list[Override]) -> list[list[str]]:
+    """A grid's jobs: one list of override lines per combination of the swept values."""
+    choices: dict[str, list[str]] = {}
+    for override in overrides:
+        if override.is_sweep_override() and not override.is_discrete_sweep():
+            raise BadInput(
+                f"{override.input_line} is invalid: a grid sweeps lists, choice(...) and range(...); "
+                "intervals need hparams_search=optuna"
+            )
+        key = override.get_key_element()
+        if override.is_sweep_override():
+            choices[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
+        else:
+            choices[key] = [f"{key}={override.get_value_element_as_str()}"]
+    return [list(job) for job in itertools.product(*choices.values())]
 
 
 def compose(overrides: Iterable[str], output_dir: str | Path, config_name: str = "train") -> DictConfig:
