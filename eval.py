@@ -63,9 +63,8 @@ def main(argv: list[str]) -> int:
     for path in args.checkpoints:
         existing_file(path, "checkpoint file")
 
-    from mnist_classifier.checkpoints import load_for_inference
     from mnist_classifier.datasets import DATASETS, default_data_dir, read_split
-    from mnist_classifier.evaluation import ensemble_probabilities, score
+    from mnist_classifier.inference import ensemble_probabilities, load_for_inference, score
 
     bad: list[BadInput] = []
     with reading_input():

@@ -58,7 +58,7 @@ def main(argv: list[str]) -> int:
 
     import torch
 
-    from mnist_classifier.checkpoints import load_for_inference
+    from mnist_classifier.inference import load_for_inference
 
     with reading_input():
         model = load_for_inference(args.checkpoint)

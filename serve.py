@@ -35,7 +35,7 @@ def main(argv: list[str]) -> int:
 
     import uvicorn
 
-    from mnist_classifier.checkpoints import load_for_inference
+    from mnist_classifier.inference import load_for_inference
     from mnist_classifier.serving import create_app
 
     with reading_input():

@@ -24,10 +24,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))  # the generator of wild digits, a 
 
 from wild_digits import mnist_test_set, wild_digit, wild_number  # noqa: E402
 
-from mnist_classifier.checkpoints import load_for_inference  # noqa: E402
 from mnist_classifier.datasets import DATASETS, default_data_dir  # noqa: E402
 from mnist_classifier.errors import BadInput  # noqa: E402
 from mnist_classifier.handwriting import read_digits, read_numbers  # noqa: E402
+from mnist_classifier.inference import load_for_inference  # noqa: E402
 
 ROWS = (
     ("photo", "a photo"),

@@ -57,9 +57,8 @@ def run(recipe: Recipe) -> None:
 
 def ensemble_accuracy(sweep_dir: Path) -> float:
     """The test accuracy of the mean of the seeds' best checkpoints' probabilities."""
-    from mnist_classifier.checkpoints import load_for_inference
     from mnist_classifier.datasets import DATASETS, default_data_dir, read_split
-    from mnist_classifier.evaluation import ensemble_probabilities, score
+    from mnist_classifier.inference import ensemble_probabilities, load_for_inference, score
 
     models = [load_for_inference(path) for path in sorted(sweep_dir.glob("*/checkpoints/epoch*.ckpt"))]
     dataset = DATASETS[models[0].dataset]

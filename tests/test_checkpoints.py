@@ -9,13 +9,13 @@ import pytest
 import torch
 import yaml
 
-from mnist_classifier.checkpoints import RECORD, load_for_inference, package_version, upgrade
+from mnist_classifier.checkpoints import RECORD, package_version, resume_point, upgrade
 from mnist_classifier.data import MNISTDataModule
 from mnist_classifier.errors import BadInput
-from mnist_classifier.resume import resume_point
+from mnist_classifier.inference import load_for_inference
 
 from .conftest import TrainedRun, script_module
-from .test_images import page, ring
+from .drawings import page, ring
 
 
 def test_every_checkpoint_carries_what_inference_needs(trained_run: TrainedRun, tiny_mnist: Path) -> None:
@@ -23,7 +23,8 @@ def test_every_checkpoint_carries_what_inference_needs(trained_run: TrainedRun, 
     datamodule.setup("fit")
     for path in (trained_run.best, trained_run.last):
         record = torch.load(path, weights_only=True)[RECORD]
-        assert record["model"] == {"name": "LeNet", "image_size": 32, "hidden_sizes": [120, 84]}
+        assert record["model"] == {"_target_": "mnist_classifier.models.LeNet", "image_size": 32,
+                                   "hidden_sizes": [120, 84]}  # fmt: skip
         assert (record["dataset"], record["image_size"], record["resize"]) == ("mnist", 32, "bilinear")
         assert record["classes"] == [str(digit) for digit in range(10)]
         assert (record["mean"], record["std"]) == pytest.approx((datamodule.mean, datamodule.std))
@@ -75,14 +76,38 @@ def test_an_older_checkpoint_is_upgraded_from_its_run_config_to_the_same_model(
     torch.testing.assert_close(upgraded.probabilities(images), original.probabilities(images))
 
 
-def test_a_checkpoint_naming_a_class_outside_the_projects_models_is_refused(
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("os.system", "its net names _target_ os.system, outside the modules a checkpoint may name "
+                      r"\(mnist_classifier.models, torch.nn\)"),
+        ("torch.hub.load", "its net names _target_ torch.hub.load, outside the modules"),
+        ("torch.nn.functional.relu", "its net names torch.nn.functional.relu, which is no torch module"),
+        ("mnist_classifier.models.Resnet", "its net names mnist_classifier.models.Resnet, which is not"),
+    ],
+)  # fmt: skip
+def test_a_checkpoint_naming_a_class_outside_the_projects_nets_is_refused_before_it_is_called(
+    trained_run: TrainedRun, tmp_path: Path, target: str, message: str
+) -> None:
+    checkpoint = torch.load(trained_run.best, weights_only=True)
+    checkpoint[RECORD]["model"]["_target_"] = target
+    torch.save(checkpoint, tmp_path / "hostile.ckpt")
+    with pytest.raises(BadInput, match=f"^{tmp_path / 'hostile.ckpt'} is invalid: {message}"):
+        load_for_inference(tmp_path / "hostile.ckpt")
+
+
+def test_a_record_of_version_0_1_names_its_net_by_class_and_still_loads(
     trained_run: TrainedRun, tmp_path: Path
 ) -> None:
     checkpoint = torch.load(trained_run.best, weights_only=True)
-    checkpoint[RECORD]["model"]["name"] = "os.system"
-    torch.save(checkpoint, tmp_path / "hostile.ckpt")
-    with pytest.raises(BadInput, match=r"it holds a os.system, and inference knows LeNet, MLP"):
-        load_for_inference(tmp_path / "hostile.ckpt")
+    model = checkpoint[RECORD]["model"]
+    checkpoint[RECORD]["model"] = {"name": "LeNet"} | {k: v for k, v in model.items() if k != "_target_"}
+    torch.save(checkpoint, tmp_path / "v0.1.ckpt")
+    images = torch.randint(0, 256, (5, 28, 28), dtype=torch.uint8)
+    torch.testing.assert_close(
+        load_for_inference(tmp_path / "v0.1.ckpt").probabilities(images),
+        load_for_inference(trained_run.best).probabilities(images),
+    )
 
 
 def make_run(log_dir: Path, name: str, overrides: list[str], age: float) -> Path:

@@ -9,7 +9,7 @@ import onnxruntime
 import pytest
 import torch
 
-from mnist_classifier.checkpoints import load_for_inference
+from mnist_classifier.inference import load_for_inference
 
 from .conftest import TrainedRun, run_script, script_module
 

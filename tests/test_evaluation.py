@@ -5,9 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from mnist_classifier.checkpoints import InferenceModel
 from mnist_classifier.errors import BadInput
-from mnist_classifier.evaluation import ensemble_probabilities, score
+from mnist_classifier.inference import InferenceModel, ensemble_probabilities, score
 from mnist_classifier.models import LeNet
 
 

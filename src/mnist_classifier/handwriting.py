@@ -1,5 +1,5 @@
 """A checkpoint reading people's handwriting: the image files a user names, each digit or number found
-in them by MNIST's own preprocessing (images.py), and the model's likeliest readings.
+in them by MNIST's own preprocessing (mnist_format, written_numbers), and the model's likeliest readings.
 
 predict.py, eval.py --images and serve.py all read images through here, so the net sees a user's
 image alike whichever of them is given it. A bad image is returned in place of its reading, as the
@@ -16,11 +16,13 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from mnist_classifier.checkpoints import InferenceModel
 from mnist_classifier.errors import BadInput
-from mnist_classifier.images import ALLOWED, ImageSource, mnist_digit, mnist_digits_of_number
+from mnist_classifier.image_files import ALLOWED, ImageSource
+from mnist_classifier.inference import InferenceModel
+from mnist_classifier.mnist_format import mnist_digit
+from mnist_classifier.written_numbers import mnist_digits_of_number
 
-# The files a folder's search finds: the suffixes of the formats images.py decodes.
+# The files a folder's search finds: the suffixes of the formats image_files decodes.
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
 GLOB_CHARACTERS = "*?["
 BATCH = 256  # images preprocessed, then classified together

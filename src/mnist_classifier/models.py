@@ -62,8 +62,3 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
-
-
-# The nets a checkpoint may name (it is loaded without running pickled code, and names no other
-# class): their config `_target_` is mnist_classifier.models.<name>.
-MODELS: dict[str, type[nn.Module]] = {"LeNet": LeNet, "MLP": MLP}

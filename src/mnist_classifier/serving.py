@@ -24,9 +24,9 @@ from PIL import Image
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mnist_classifier.checkpoints import InferenceModel
 from mnist_classifier.errors import BadInput
 from mnist_classifier.handwriting import Reading, read_digits
+from mnist_classifier.inference import InferenceModel
 
 TOP = 3  # the likeliest labels an answer gives
 MAX_UPLOAD_BYTES = 20 * 2**20  # a phone's photo, with room to spare
