@@ -29,10 +29,10 @@ from tensorboard.backend.event_processing.event_file_loader import EventFileLoad
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from hydra_plugins.mnist_classifier_sweepers import optuna_sweeper
+from mnist_classifier.checkpoints import resume_point
+from mnist_classifier.config import override_key
 from mnist_classifier.errors import BadInput
-from mnist_classifier.overrides import override_key
 from mnist_classifier.report import main as report_main
-from mnist_classifier.resume import resume_point
 from mnist_classifier.studies import open_storage, trial_pruning
 
 from .conftest import CONF_DIR, ROOT, run_script, user_environment

@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 from omegaconf import OmegaConf
 
 from mnist_classifier.errors import ArgumentParser, BadInput, entry_point, reading_input
-from mnist_classifier.job_records import named_overrides, read_record
+from mnist_classifier.records import sweep_records
 from mnist_classifier.studies import open_storage, shown_storage, sweep_study
 
 METRIC, TEST_METRIC = "val/acc_best", "test/acc"
@@ -60,34 +60,17 @@ class Job:
         return bool(self.run_dir) and Path(self.run_dir).resolve().is_relative_to(sweep_dir.resolve())
 
 
+def job_of(name: str, overrides: dict[str, str], record: dict[str, Any], run_dir: str) -> Job:
+    """A job as its record (mnist_classifier.records) tells it."""
+    metrics, wall_s = record.get("metrics") or {}, record.get("wall_s")
+    return Job(name, overrides, record["status"], record.get("error", ""), metrics, wall_s, run_dir)
+
+
 def read_jobs(sweep_dir: Path) -> list[Job]:
     """Every job of the sweep: the run dirs holding Hydra's record of their overrides."""
-    jobs = []
-    for overrides_file in sorted(sweep_dir.glob("*/.hydra/overrides.yaml")):
-        run_dir = overrides_file.parent.parent
-        record = read_record(run_dir) or {
-            "status": "unfinished",
-            "error": "no record: the job was killed or is still running",
-        }
-        jobs.append(
-            Job(
-                name=run_dir.name,
-                overrides=run_overrides(run_dir),
-                status=record["status"],
-                error=record.get("error", ""),
-                metrics=record.get("metrics") or {},
-                wall_s=record.get("wall_s"),
-                run_dir=str(run_dir),
-            )
-        )
-    return rank(jobs)
-
-
-def run_overrides(run_dir: Path) -> dict[str, str]:
-    """What the job ran with, as its run dir's name shows it."""
-    hydra_dir = run_dir / ".hydra"
-    excluded = OmegaConf.load(hydra_dir / "hydra.yaml").hydra.job.config.override_dirname.exclude_keys
-    return named_overrides(list(OmegaConf.load(hydra_dir / "overrides.yaml")), list(excluded))
+    return rank(
+        [job_of(run.name, overrides, record, str(run)) for run, overrides, record in sweep_records(sweep_dir)]
+    )
 
 
 def read_trials(study: optuna.Study) -> list[Job]:
@@ -103,17 +86,10 @@ def read_trials(study: optuna.Study) -> list[Job]:
     for trial in trials:
         record = trial.user_attrs.get("job") or {}
         error = record.get("error") or _trial_state_note(trial, retried_as)
-        jobs.append(
-            Job(
-                name=Path(record["run_dir"]).name if "run_dir" in record else str(trial.number),
-                overrides=record.get("overrides") or {key: str(value) for key, value in trial.params.items()},
-                status=TRIAL_STATUS[trial.state],
-                error=error,
-                metrics=record.get("metrics") or {},
-                wall_s=record.get("wall_s"),
-                run_dir=record.get("run_dir", ""),
-            )
-        )
+        name = Path(record["run_dir"]).name if "run_dir" in record else str(trial.number)
+        overrides = record.get("overrides") or {key: str(value) for key, value in trial.params.items()}
+        record = record | {"status": TRIAL_STATUS[trial.state], "error": error}
+        jobs.append(job_of(name, overrides, record, record.get("run_dir", "")))
     return rank(jobs)
 
 

@@ -9,16 +9,21 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
-from hydra_plugins.mnist_classifier_sweepers.sweeps import run_relaunched_job, set_hydra_config, start_sweep
-from mnist_classifier.job_records import relaunched_job
-from mnist_classifier.overrides import combinations
+from hydra_plugins.mnist_classifier_sweepers.sweeps import (
+    finish_sweep,
+    run_relaunched_job,
+    set_hydra_config,
+    start_sweep,
+)
+from mnist_classifier.config import combinations
+from mnist_classifier.records import relaunched_job
 
 
 class GridSweeper(Sweeper):
     """Runs every combination of the swept values in batches of `max_batch_size` jobs (all at once
     if null). Hydra's basic sweeper raises at the first batch with a failed job, which skips the
-    remaining batches and the end-of-sweep callbacks; this one runs every batch, so the sweep
-    report lists each failure with its error (and the sweep then exits non-zero)."""
+    remaining batches and the end-of-sweep callbacks; this one runs every batch, then writes the
+    sweep report, which lists each failure with its error (and the sweep then exits non-zero)."""
 
     def __init__(self, max_batch_size: int | None = None, params: DictConfig | None = None) -> None:
         self.max_batch_size = max_batch_size
@@ -53,4 +58,5 @@ class GridSweeper(Sweeper):
             batch = jobs[first : first + size]
             self.validate_batch_is_legal(batch)
             returns.append(list(self.launcher.launch(batch, initial_job_idx=first)))
+        finish_sweep(self.config)
         return returns

@@ -37,9 +37,14 @@ from hydra.types import HydraContext, TaskFunction
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from hydra_plugins.mnist_classifier_sweepers.sweeps import run_relaunched_job, set_hydra_config, start_sweep
+from hydra_plugins.mnist_classifier_sweepers.sweeps import (
+    finish_sweep,
+    run_relaunched_job,
+    set_hydra_config,
+    start_sweep,
+)
 from mnist_classifier.errors import BadInput, failure_policy, one_line
-from mnist_classifier.job_records import read_record, relaunched_job
+from mnist_classifier.records import read_record, relaunched_job
 from mnist_classifier.studies import TRIAL_NUMBER_KEY, open_storage, shown_storage, study_storage
 
 if TYPE_CHECKING:
@@ -125,6 +130,7 @@ class OptunaSweeper(Sweeper):
                     time.sleep(WAIT_S)
                 else:
                     break
+        finish_sweep(self.config)
 
     def _study(self, backend: "optuna.storages.BaseStorage", storage: str) -> "optuna.Study":
         """The study, created or continued; BadInput if it exists with the other direction."""

@@ -1,8 +1,9 @@
-"""What both sweepers do the same way: start the sweep dir, and run a data-parallel job's other ranks.
+"""What both sweepers do the same way: start the sweep dir, report the sweep at its end, and run a
+data-parallel job's other ranks.
 
 Lightning starts the other ranks of a DDP job by running the command line again (`train.py -m
 ...`), which would start a new sweep in each rank. A job names itself in its environment
-(mnist_classifier.job_records), so a sweeper started by a job's process runs that one job, in the
+(mnist_classifier.records), so a sweeper started by a job's process runs that one job, in the
 same run dir, instead of sweeping.
 """
 
@@ -29,6 +30,22 @@ def start_sweep(config: DictConfig) -> Path:
     sweep_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(config, sweep_dir / "multirun.yaml")
     return sweep_dir
+
+
+def finish_sweep(config: DictConfig) -> None:
+    """Write and print the sweep's report into its dir; then, when a job of this worker failed (which
+    stopped none of the others), one line and exit status 1."""
+    from mnist_classifier.report import report_sweep  # plots and Optuna: only at a sweep's end
+
+    sweep_dir = Path(config.hydra.sweep.dir)
+    jobs = report_sweep(sweep_dir, config.hydra.sweeper)
+    mine = [job for job in jobs if job.ran_in(sweep_dir)]  # not the other workers' of a shared study
+    if failed := [job for job in mine if job.status == "failed"]:
+        with failure_policy():
+            raise RuntimeError(
+                f"{len(failed)} of {len(mine)} jobs failed, the first {failed[0].name}: {failed[0].error} "
+                f"(see {sweep_dir / 'report.md'})"
+            )
 
 
 def run_relaunched_job(
