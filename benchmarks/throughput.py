@@ -49,7 +49,7 @@ from torchvision import datasets, transforms
 from mnist_classifier.batches import Batch
 from mnist_classifier.config import compose
 from mnist_classifier.data import MNISTDataModule
-from mnist_classifier.wiring import build
+from mnist_classifier.training import build
 
 ROOT = Path(__file__).resolve().parents[1]
 PATHS = ("lightning", "hand", "tutorial")

@@ -18,7 +18,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_classifier.config import compose
-from mnist_classifier.datasets import FILES
+from mnist_classifier.datasets import DATASETS, FILES, find_file, read_split
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT / "conf"
@@ -105,6 +105,21 @@ def tiny_mnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data_dir = tmp_path_factory.mktemp("tiny_mnist")
     write_tiny_dataset(data_dir / "MNIST" / "raw")
     write_tiny_dataset(data_dir / "FashionMNIST" / "raw")
+    return data_dir
+
+
+@pytest.fixture(scope="session")
+def mnist_test() -> tuple[torch.Tensor, torch.Tensor]:
+    """MNIST's real test digits and labels, from $MNIST_DATA_DIR (make test sets it)."""
+    images, labels = read_split(real_mnist_dir(), DATASETS["mnist"], train=False)
+    return images, labels
+
+
+def real_mnist_dir() -> Path:
+    """Where the real MNIST is: $MNIST_DATA_DIR/MNIST/raw/ (make test points it at the shared copy)."""
+    data_dir = Path(os.environ.get("MNIST_DATA_DIR", ROOT / "data"))
+    missing = [name for name in FILES if find_file(data_dir / "MNIST" / "raw", name) is None]
+    assert not missing, f"the real MNIST is not in {data_dir}/MNIST/raw: set MNIST_DATA_DIR (make test does)"
     return data_dir
 
 

@@ -11,8 +11,7 @@ from torchvision.datasets import MNIST
 
 from mnist_classifier.batches import TensorBatches
 from mnist_classifier.data import MNISTDataModule
-from mnist_classifier.datasets import DATASETS, FILES, download, missing_files, read_split
-from mnist_classifier.idx import read_idx
+from mnist_classifier.datasets import DATASETS, FILES, download, missing_files, read_idx, read_split
 
 from .conftest import TINY_TEST, TINY_TRAIN, copy_dataset, synthetic_digits, write_idx, write_tiny_dataset
 

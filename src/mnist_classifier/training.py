@@ -1,25 +1,39 @@
-"""One run of train.py: build from the composed config, fit, test the best checkpoint, summarise."""
+"""One run of train.py: the data, classifier and trainer built from the composed config; fit, the
+best checkpoint tested, and what the run prints: a line per epoch where no progress bar is drawn,
+and the summary at the end (library messages that say nothing to a user are silenced).
+"""
 
 import logging
+import sys
+import warnings
+from collections.abc import Mapping
 from pathlib import Path
 
+import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from lightning.pytorch import Trainer
+from hydra.utils import instantiate
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, open_dict
 
-from mnist_classifier.config import hyperparameters
-from mnist_classifier.console import quiet_libraries, summary
-from mnist_classifier.dashboards.callbacks import tensorboard_writers
-from mnist_classifier.dashboards.hparams import log_hyperparameters
+from mnist_classifier.checkpoints import (
+    LAST_FILE,
+    InferenceRecord,
+    check_same_model,
+    load_checkpoint,
+    resume_point,
+)
+from mnist_classifier.config import hyperparameters, validate
+from mnist_classifier.dashboards.callbacks import log_hyperparameters, tensorboard_writers
+from mnist_classifier.data import MNISTDataModule
 from mnist_classifier.errors import reading_input
-from mnist_classifier.resume import LAST_FILE, resume_point
+from mnist_classifier.module import Classifier
 from mnist_classifier.studies import raise_if_pruned
-from mnist_classifier.wiring import build
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("mnist_classifier")
 
 # What a run returns (and a sweep ranks and optimises), and what the HParams tab shows.
 RESULTS = ("val/acc_best", "test/acc", "test/loss", "val/acc", "val/loss")
@@ -96,3 +110,89 @@ def fit(trainer: Trainer, classifier, datamodule, ckpt_path: Path | None, run_di
         raise RuntimeError(
             f"stopped by {how}; saved {run_dir / 'checkpoints' / LAST_FILE}, resume with ckpt_path=last"
         ) from None
+
+
+def instantiate_all(group: DictConfig | None) -> list:
+    """Instantiate each entry of a callbacks or logger dict; an entry set to null is left out."""
+    return [instantiate(entry) for entry in (group or {}).values() if entry is not None]
+
+
+def instantiate_classifier(cfg: DictConfig) -> Classifier:
+    """The classifier of a composed config: its net, loss, optimizer and scheduler from their groups."""
+    return instantiate(
+        cfg.classifier,
+        net=instantiate(cfg.model),
+        loss=instantiate(cfg.loss),
+        optimizer=instantiate(cfg.optimizer),
+        scheduler=instantiate(cfg.scheduler, _convert_="all"),
+    )
+
+
+def build(cfg: DictConfig, resume_from: Path | None = None) -> tuple[MNISTDataModule, Classifier, L.Trainer]:
+    """Validate and seed, then the data (read and set up for fit), the classifier and the trainer;
+    whatever the config, files or checkpoint hold that cannot work is refused here, as bad input.
+
+    The progress bar is drawn only on a terminal; in a log, `EpochLog` writes a line per epoch.
+    Every checkpoint gets the inference record (checkpoints.InferenceRecord).
+    """
+    with reading_input():
+        validate(cfg)
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+        datamodule = instantiate(cfg.data, augment=instantiate(cfg.augment))
+        classifier = instantiate_classifier(cfg)
+        if resume_from is not None:
+            check_same_model(load_checkpoint(resume_from), classifier, resume_from)
+        datamodule.prepare_data()
+        datamodule.setup("fit")
+        loggers, callbacks = instantiate_all(cfg.get("logger")), instantiate_all(cfg.get("callbacks"))
+    if not loggers:  # `~logger`: the learning-rate monitor would refuse to start, with nothing to log to
+        callbacks = [callback for callback in callbacks if not isinstance(callback, LearningRateMonitor)]
+    terminal = sys.stderr.isatty()
+    if not terminal:
+        callbacks = [callback for callback in callbacks if not isinstance(callback, ProgressBar)]
+    callbacks.append(InferenceRecord(cfg.model, cfg.data))
+    trainer = instantiate(cfg.trainer, logger=loggers, callbacks=callbacks, enable_progress_bar=terminal)
+    return datamodule, classifier, trainer
+
+
+# Lightning's start-up lines (which accelerators exist, tips for other products) and its
+# "`Trainer.fit` stopped" note: the summary says what matters.
+QUIET_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
+
+
+def quiet_libraries() -> None:
+    """Silence the messages of libraries that tell a user nothing about the run. Warnings about the
+    user's own settings are kept; these are notes to library developers."""
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    if logging.getLogger().handlers:
+        # The `lightning` package gives its logger a console handler of its own, besides passing
+        # records on to the root logger's (Hydra's console and run log): each line would show twice.
+        logging.getLogger("lightning").handlers.clear()
+    # Lightning 2.6 calls an API of torch.utils._pytree that torch 2.14 deprecates.
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+
+
+EPOCH_METRICS = ("train/loss_step", "val/loss", "val/acc", "val/acc_best")
+
+
+class EpochLog(Callback):
+    """One line per validated epoch (the last step's loss, the validation loss and accuracies) when
+    no progress bar shows them, e.g. when the output goes to a log file."""
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # Not on_validation_epoch_end: callbacks run that before the module logs val/acc_best.
+        if trainer.sanity_checking or trainer.progress_bar_callback is not None or not trainer.is_global_zero:
+            return
+        metrics = trainer.callback_metrics
+        shown = ", ".join(f"{name} {float(metrics[name]):.4f}" for name in EPOCH_METRICS if name in metrics)
+        total = f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else ""
+        log.info("epoch %d%s: %s", trainer.current_epoch + 1, total, shown)
+
+
+def summary(results: Mapping[str, float | int | str]) -> None:
+    """The last lines a run prints: what it reached and where its files are."""
+    width = max(map(len, results)) + 1
+    for name, value in results.items():
+        shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+        log.info("%s %s", f"{name}:".ljust(width), shown)
