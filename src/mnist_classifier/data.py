@@ -168,6 +168,13 @@ class MNISTDataModule(LightningDataModule):
         passes through the transfer hooks too)."""
         return self.trainer is not None and self.trainer.training and not isinstance(batch, torch.Tensor)
 
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        # The loaders cut batches on the trainer's device already: Lightning's own move would walk
+        # the batch every step to find nothing to move.
+        if isinstance(batch, tuple) and all(tensor.device == device for tensor in batch):
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         # Lightning fetches one batch ahead: counting here counts the batches training has taken.
         if self.training(batch) and self.train_batches is not None:

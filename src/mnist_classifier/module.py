@@ -8,12 +8,23 @@ import torch
 from lightning.pytorch import LightningModule
 from torch import nn
 from torch.optim import Optimizer
-from torchmetrics import MaxMetric, MeanMetric
+from torchmetrics import MaxMetric, MeanMetric, Metric
 from torchmetrics.classification import MulticlassAccuracy
 
 from mnist_classifier.batches import Batch
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
+
+
+class BatchMean(MeanMetric):
+    """The mean of per-batch values weighted by batch size, without the NaN check by which
+    MeanMetric reads each value back to the host (its nan_strategy="disable" drops the weights in
+    torchmetrics 1.9)."""
+
+    def update(self, value: torch.Tensor, weight: int) -> None:
+        # In place: `+=` would set the attribute anew, through a module's slow __setattr__.
+        self.mean_value.add_(value * weight)
+        self.weight.add_(weight)
 
 
 class Classifier(LightningModule):
@@ -56,11 +67,14 @@ class Classifier(LightningModule):
         self.loss = loss
         self.optimizer_factory = optimizer
         self.scheduler_config = scheduler
-        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
-        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.test_acc_per_class = MulticlassAccuracy(num_classes, average=None)
+        # Updated every step, computed once an epoch: no host sync per step (validate_args and a NaN
+        # check would each read a tensor back).
+        self.train_loss = BatchMean()
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
+        self.val_loss, self.test_loss = BatchMean(), BatchMean()
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
+        self.test_acc_per_class = MulticlassAccuracy(num_classes, average=None, validate_args=False)
         # Saved in checkpoints (torchmetrics states are not, by default), so a resumed run keeps it.
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)
@@ -73,16 +87,32 @@ class Classifier(LightningModule):
         if self.trainer.ckpt_path is None:
             self.val_acc_best.reset()
 
+    def logs_this_step(self) -> bool:
+        """Whether the trainer writes this training step's values to its loggers: every
+        `log_every_n_steps` optimizer steps. A step value logged on another step would only cost."""
+        trainer = self.trainer
+        return bool(trainer.fast_dev_run) or (trainer.global_step + 1) % trainer.log_every_n_steps == 0
+
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         images, labels = batch
         logits = self(images)
         loss = self.loss(logits, labels)
-        self.train_acc.update(logits, labels)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(labels))
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=len(labels))
+        self.train_loss.update(loss.detach(), weight=len(labels))
+        self.train_acc.update(logits.detach(), labels)
+        if self.logs_this_step():
+            self.log("train/loss_step", loss.detach(), prog_bar=True)
         return loss
 
-    def _evaluate(self, batch: Batch, loss_mean: MeanMetric, accuracy: MulticlassAccuracy) -> torch.Tensor:
+    def on_train_epoch_end(self) -> None:
+        self.log_epoch({"train/loss_epoch": self.train_loss, "train/acc": self.train_acc})
+
+    def log_epoch(self, metrics: Mapping[str, Metric], prog_bar: bool = False) -> None:
+        """Each metric's value over the epoch, logged; the metric then starts afresh."""
+        for name, metric in metrics.items():
+            self.log(name, metric.compute(), prog_bar=prog_bar)
+            metric.reset()
+
+    def _evaluate(self, batch: Batch, loss_mean: BatchMean, accuracy: MulticlassAccuracy) -> torch.Tensor:
         """The batch's logits; its loss and accuracy go to the epoch's means."""
         images, labels = batch
         logits = self(images)
@@ -91,27 +121,25 @@ class Classifier(LightningModule):
         return logits
 
     def validation_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        logits = self._evaluate(batch, self.val_loss, self.val_acc)
-        self.log("val/loss", self.val_loss, prog_bar=True)
-        self.log("val/acc", self.val_acc, prog_bar=True)
-        return logits  # for the dashboard callbacks
+        return self._evaluate(batch, self.val_loss, self.val_acc)  # the logits, for the dashboards
 
     def on_validation_epoch_end(self) -> None:
+        accuracy = self.val_acc.compute()
+        self.log_epoch({"val/loss": self.val_loss, "val/acc": self.val_acc}, prog_bar=True)
         if not self.trainer.sanity_checking:  # the batches validated before training are no result
-            self.val_acc_best.update(self.val_acc.compute())
+            self.val_acc_best.update(accuracy)
             self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
 
     def test_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         logits = self._evaluate(batch, self.test_loss, self.test_acc)
         self.test_acc_per_class.update(logits, batch[1])
-        self.log("test/loss", self.test_loss)
-        self.log("test/acc", self.test_acc)
-        return logits  # for the dashboard callbacks
+        return logits  # for the dashboards
 
     def on_test_epoch_end(self) -> None:
         for label, accuracy in enumerate(self.test_acc_per_class.compute()):
             self.log(f"test/acc_class_{label}", accuracy)
         self.test_acc_per_class.reset()
+        self.log_epoch({"test/loss": self.test_loss, "test/acc": self.test_acc})
 
     def configure_optimizers(self) -> Optimizer | dict[str, Any]:
         optimizer = self.optimizer_factory(self.parameters())

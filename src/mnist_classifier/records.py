@@ -10,6 +10,7 @@ again) can run that same job instead of a new sweep (`relaunched_job`).
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import time
@@ -105,6 +106,48 @@ def read_record(run_dir: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def cpu_seconds() -> tuple[float, float] | None:
+    """(CPU seconds the machine has been busy since it started, CPU seconds of this process and its
+    children), from Linux's /proc/stat; None elsewhere."""
+    try:
+        with open("/proc/stat") as stat:
+            user, nice, system, _, _, irq, softirq = (int(field) for field in stat.readline().split()[1:8])
+    except (OSError, ValueError):
+        return None
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    mine = own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK"), mine
+
+
+class OtherWork:
+    """The CPU seconds this process spent, and those other processes spent beside it, while the block
+    ran: a timing taken beside other work is the slower for it (a shared machine, a test suite)."""
+
+    def __init__(self) -> None:
+        self.started: tuple[float, float] | None = None
+        self.stopped: tuple[float, float] | None = None
+
+    def start(self) -> None:
+        self.started, self.stopped = cpu_seconds(), None
+
+    def stop(self) -> None:
+        self.stopped = cpu_seconds()
+
+    def __enter__(self) -> "OtherWork":
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def seconds(self) -> tuple[float, float] | None:
+        """(this process's CPU seconds, the other processes'), or None where they cannot be read."""
+        if self.started is None or self.stopped is None:
+            return None
+        mine = self.stopped[1] - self.started[1]
+        return round(mine, 3), round(max(0.0, self.stopped[0] - self.started[0] - mine), 3)
+
+
 def sweep_records(sweep_dir: Path) -> list[tuple[Path, dict[str, str], dict[str, Any]]]:
     """Each job of a sweep dir (the run dirs holding Hydra's record of their overrides): its run dir,
     its overrides as the run dir's name shows them, and its record (UNFINISHED where it left none)."""
@@ -133,9 +176,11 @@ class JobRecords(Callback):
     def __init__(self) -> None:
         self.started = 0.0
         self.devices: str | None = None
+        self.cpu = OtherWork()
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.started = time.perf_counter()
+        self.cpu.start()
         self.devices = os.environ.get("CUDA_VISIBLE_DEVICES")  # set per job by hydra.job.env_set
         if config.hydra.mode.name == "MULTIRUN":
             job = {
@@ -156,8 +201,12 @@ class JobRecords(Callback):
         if rank_zero_only.rank != 0:  # a data-parallel job is recorded once, by its first process
             return
         excluded = list(config.hydra.job.config.override_dirname.exclude_keys)
+        self.cpu.stop()
+        cpu_s, others_cpu_s = self.cpu.seconds() or (None, None)
         record: dict[str, Any] = {
             "wall_s": round(time.perf_counter() - self.started, 3),
+            "cpu_s": cpu_s,  # this job's CPU seconds ...
+            "others_cpu_s": others_cpu_s,  # ... and those of other processes beside it: a busy machine
             "torch_threads": torch.get_num_threads(),
             "cuda_visible_devices": self.devices,
             "overrides": named_overrides(list(config.hydra.overrides.task), excluded),

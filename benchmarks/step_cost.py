@@ -1,0 +1,297 @@
+"""Where the time of a training step goes: train.py's Lightning path built up piece by piece from the
+hand-written loop (benchmarks/hand_loop.py), on the same model, optimizer, batch size and tensors.
+
+    python benchmarks/step_cost.py                          # LeNet and the MLP at batch 128, microseconds
+    python benchmarks/step_cost.py --models mlp --instructions   # instruction counts (valgrind)
+
+Each row adds one piece to the row above it; the last rows are train.py's path with its progress
+bar (drawn on a terminal only) and with its default augmentation. A row's cost is the slope of a
+fit's time over its training steps (fits of --short and --long steps, no validation), so that what
+a fit costs once cancels; rows take turns in each of --rounds rounds, and the median is shown. The
+epoch's end (the validation pass, checkpoints, dashboards) is timed apart, per epoch, and spread
+over an epoch's steps in the last line.
+
+Microseconds depend on what else the machine runs: the output says how much CPU other processes
+took meanwhile. Instruction counts do not: with --instructions the rows run once under valgrind's
+callgrind, which counts the instructions between two points of the run (slow: minutes a model).
+"""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import lightning as L
+import torch
+from hand_loop import hand_loop_on_tensors
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import TQDMProgressBar
+from omegaconf import DictConfig
+
+from mnist_classifier.checkpoints import InferenceRecord
+from mnist_classifier.config import compose
+from mnist_classifier.records import OtherWork
+from mnist_classifier.training import build, instantiate_classifier, quiet_libraries
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ("lenet", "mlp")
+CALLBACKS = {  # train.py's callbacks (conf/callbacks/default.yaml), as the rows add them
+    "checkpoints": ["model_checkpoint", "last_checkpoint"],
+    "learning-rate monitor": ["learning_rate_monitor"],
+    "dashboards": ["confusion_matrices", "misclassified_digits", "training_inputs", "parameter_histograms"],
+    "epoch log": ["epoch_log"],
+}
+ROWS = (
+    "hand loop (forward, backward, optimizer step)",
+    "Lightning's loop (a plain LightningModule)",
+    "+ the data module (batches from tensors, transfer hooks)",
+    "+ the classifier's metrics and step logs",
+    "+ checkpoints, model summary",
+    "+ TensorBoard logger",
+    "+ learning-rate monitor",
+    "+ dashboards",
+    "+ epoch log = train.py",
+    "train.py + progress bar (a terminal)",
+    "hand loop + augment=affine",
+    "train.py + augment=affine",
+)
+
+
+class PlainModule(L.LightningModule):
+    """The net, loss and optimizer of a classifier, and nothing else: Lightning's loop alone."""
+
+    def __init__(self, cfg: DictConfig) -> None:
+        super().__init__()
+        classifier = instantiate_classifier(cfg)
+        self.net, self.loss, self.optimizer_factory = (
+            classifier.net,
+            classifier.loss,
+            classifier.optimizer_factory,
+        )
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        images, labels = batch
+        return self.loss(self.net(images), labels)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return self.optimizer_factory(self.parameters())
+
+
+class Batches:
+    """The hand loop's batches as a loader, for Lightning's loop without the data module."""
+
+    def __init__(self, make: Callable, count: int) -> None:
+        self.make, self.count = make, count
+
+    def __iter__(self):
+        return iter(self.make())
+
+    def __len__(self) -> int:
+        return self.count
+
+
+class Counter:
+    """Seconds, or under callgrind instructions, that a call takes: callgrind_control dumps the
+    instruction count since the last dump (its own start costs the same each time, and cancels)."""
+
+    def __init__(self, instructions: bool) -> None:
+        self.instructions, self.dumps = instructions, 0
+        self.out = os.environ.get("STEP_COST_CALLGRIND_OUT", "")
+
+    def dump(self) -> int:
+        subprocess.run(["callgrind_control", "-d", str(os.getpid())], check=True, capture_output=True)
+        self.dumps += 1
+        text = Path(f"{self.out}.{os.getpid()}.{self.dumps}").read_text()
+        return int(next(line for line in text.splitlines() if line.startswith("totals:")).split()[1])
+
+    def __call__(self, work: Callable[[], object]) -> float:
+        if self.instructions:
+            self.dump()
+            work()
+            return float(self.dump())
+        start = time.perf_counter()
+        work()
+        return time.perf_counter() - start
+
+
+def row_fits(cfg: DictConfig, out: Path, device: str) -> dict[str, Callable[[int, bool], None]]:
+    """For each row, a function running `steps` training steps (and validation, if asked) that way."""
+    datamodule, classifier, _ = build(cfg)
+    accelerator = "gpu" if device == "cuda" else "cpu"
+    hand = hand_loop_on_tensors(cfg, datamodule, torch.device(device))
+    distorted = compose([f"data.data_dir={cfg.data.data_dir}", "augment=affine"], out)
+    augmented_data, _, _ = build(distorted)
+    hand_affine = hand_loop_on_tensors(
+        cfg, augmented_data, torch.device(device), augment=augmented_data.augment
+    )
+    plain = PlainModule(cfg)
+    steps_per_epoch = len(datamodule.train_dataloader())
+
+    def fit(module, groups: list[str], logger: bool, steps: int, validate: bool, **options) -> None:
+        names = [name for group in groups for name in CALLBACKS[group]]
+        fresh = {"dirpath": tempfile.mkdtemp(dir=out)}  # as a new run's: no checkpoints there yet
+        callbacks = [
+            instantiate(cfg.callbacks[name], **(fresh if "checkpoint" in name else {}))
+            for name in names
+            if cfg.callbacks.get(name) is not None
+        ]
+        checkpoints = "checkpoints" in groups
+        if checkpoints:
+            callbacks.append(InferenceRecord(cfg.model, cfg.data))
+        if options.get("progress"):
+            callbacks.append(TQDMProgressBar(refresh_rate=cfg.callbacks.progress_bar.refresh_rate))
+        trainer = L.Trainer(
+            accelerator=accelerator, devices=1, max_epochs=1, limit_train_batches=steps,
+            limit_val_batches=1.0 if validate else 0, num_sanity_val_steps=0,
+            logger=instantiate(cfg.logger.tensorboard) if logger else False, callbacks=callbacks,
+            enable_checkpointing=checkpoints, enable_model_summary=checkpoints,
+            enable_progress_bar=bool(options.get("progress")), default_root_dir=out,
+            log_every_n_steps=cfg.trainer.log_every_n_steps,
+        )  # fmt: skip
+        if options.get("plain_batches"):
+            trainer.fit(module, train_dataloaders=Batches(hand.train_batches, steps_per_epoch))
+        else:
+            trainer.fit(module, datamodule=options.get("data", datamodule))
+
+    every = list(CALLBACKS)
+    return {
+        ROWS[0]: lambda steps, validate: (hand.train(steps), validate and hand.validate()),
+        ROWS[1]: lambda steps, validate: fit(plain, [], False, steps, validate, plain_batches=True),
+        ROWS[2]: lambda steps, validate: fit(plain, [], False, steps, validate),
+        ROWS[3]: lambda steps, validate: fit(classifier, [], False, steps, validate),
+        ROWS[4]: lambda steps, validate: fit(classifier, every[:1], False, steps, validate),
+        ROWS[5]: lambda steps, validate: fit(classifier, every[:1], True, steps, validate),
+        ROWS[6]: lambda steps, validate: fit(classifier, every[:2], True, steps, validate),
+        ROWS[7]: lambda steps, validate: fit(classifier, every[:3], True, steps, validate),
+        ROWS[8]: lambda steps, validate: fit(classifier, every, True, steps, validate),
+        ROWS[9]: lambda steps, validate: fit(classifier, every, True, steps, validate, progress=True),
+        ROWS[10]: lambda steps, validate: (hand_affine.train(steps), validate and hand_affine.validate()),
+        ROWS[11]: lambda steps, validate: fit(classifier, every, True, steps, validate, data=augmented_data),
+    }, steps_per_epoch
+
+
+def measure(model: str, args: argparse.Namespace, count: Counter) -> dict:
+    """Each row's cost a step, and the epoch's end of the hand loop and of train.py, over the rounds."""
+    with tempfile.TemporaryDirectory() as out:
+        overrides = [f"model={model}", f"data.batch_size={args.batch_size}", "augment=none", *args.overrides]
+        cfg = compose(overrides, out)
+        fits, steps_per_epoch = row_fits(cfg, Path(out), args.device)
+        per_step: dict[str, list[float]] = {row: [] for row in fits}
+        epoch_end: dict[str, list[float]] = {ROWS[0]: [], ROWS[8]: []}
+        warned: dict[int, list[str]] = {}
+        for round in range(args.rounds + 1):  # the first round warms up: allocations, lazy imports
+            for row, run in fits.items():
+                seconds = {}
+                for steps in (args.short, args.long):
+                    with warnings.catch_warnings(record=True) as caught:
+                        warnings.simplefilter("always")
+                        seconds[steps] = count(lambda run=run, steps=steps: run(steps, False))
+                    if row == ROWS[8]:
+                        warned[steps] = [f"{w.category.__name__}: {str(w.message)[:70]}" for w in caught]
+                if round == 0:
+                    continue
+                per_step[row].append((seconds[args.long] - seconds[args.short]) / (args.long - args.short))
+                if row in epoch_end:
+                    with_end = count(lambda run=run: run(args.short, True))
+                    epoch_end[row].append(with_end - seconds[args.short])
+    return {
+        "per_step": {row: statistics.median(values) for row, values in per_step.items()},
+        "epoch_end": {row: statistics.median(values) for row, values in epoch_end.items()},
+        "steps_per_epoch": steps_per_epoch,
+        "long": args.long,
+        "warnings": sorted(set(warned[args.long])),
+        "warnings_per_step": (len(warned[args.long]) - len(warned[args.short])) / (args.long - args.short),
+    }
+
+
+def table(model: str, batch_size: int, result: dict, unit: str, scale: float) -> str:
+    per_step, epoch_end, steps = result["per_step"], result["epoch_end"], result["steps_per_epoch"]
+    hand, train = per_step[ROWS[0]], per_step[ROWS[8]]
+    hand_end, train_end = epoch_end[ROWS[0]], epoch_end[ROWS[8]]
+    lines = [
+        f"**{model}**, batch {batch_size}",
+        "",
+        f"| row | {unit} | over the hand loop |",
+        "| --- | ---: | ---: |",
+    ]
+    lines += [
+        f"| {row} | {value * scale:,.0f} | {(value - hand) * scale:+,.0f} |"
+        for row, value in per_step.items()
+    ]
+    lines += [
+        f"| the epoch's end, hand loop (validation), an epoch | {hand_end * scale:,.0f} | |",
+        f"| the epoch's end, train.py (validation, checkpoints, dashboards), an epoch "
+        f"| {train_end * scale:,.0f} | {(train_end - hand_end) * scale:+,.0f} |",
+        f"| train.py, a step with its share of an epoch's end ({steps} steps) "
+        f"| {(train + train_end / steps) * scale:,.0f} "
+        f"| {(train - hand + (train_end - hand_end) / steps) * scale:+,.0f} |",
+        "",
+        f"Warnings raised in train.py's fit: {result['warnings_per_step']:.2f} a step; in a fit of "
+        f"{result['long']} steps: " + ("; ".join(result["warnings"]) or "none"),
+    ]
+    return "\n".join(lines)
+
+
+def under_callgrind(argv: list[str]) -> int:
+    """This script again, under valgrind's callgrind, counting instructions."""
+    with tempfile.TemporaryDirectory() as out:
+        python = os.path.realpath(sys.executable)  # valgrind must start the interpreter, not a shim
+        prefix = f"{out}/callgrind.out"
+        command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={prefix}.%p", python, __file__]
+        env = os.environ | {"STEP_COST_CALLGRIND_OUT": prefix}
+        return subprocess.run([*command, *argv, "--counting"], env=env, cwd=ROOT).returncode
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--short", type=int, default=40, help="training steps of the short fit")
+    parser.add_argument("--long", type=int, default=240, help="training steps of the long fit")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--instructions", action="store_true", help="count instructions under callgrind")
+    parser.add_argument("--counting", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for every row, after --")
+    args = parser.parse_args()
+    refusals = [
+        f"--models {model} is invalid: give {' or '.join(MODELS)}"
+        for model in args.models
+        if model not in MODELS
+    ]
+    if args.batch_size < 1:
+        refusals.append(f"--batch-size {args.batch_size} is invalid: give 1 or more")
+    if not 1 <= args.short < args.long:
+        refusals.append(f"--short {args.short} --long {args.long} is invalid: give 1 <= short < long")
+    if refusals:
+        sys.exit(f"error: {refusals[0]}")
+    if args.instructions and not args.counting:
+        sys.exit(
+            under_callgrind([arg for arg in sys.argv[1:] if arg != "--instructions"] + ["--instructions"])
+        )
+    quiet_libraries()
+    os.environ.setdefault("MNIST_DATA_DIR", str(ROOT / "data"))
+    count = Counter(args.instructions)
+    if args.instructions:
+        args.rounds = 1  # instruction counts are the same each time
+    print(f"torch {torch.__version__}, {args.device}, {torch.get_num_threads()} threads")
+    for model in args.models:
+        with OtherWork() as cpu:
+            result = measure(model, args, count)
+        unit, scale = ("instructions", 1) if args.instructions else ("µs", 1e6)
+        print(table(model, args.batch_size, result, unit, scale) + "\n")
+        mine, others = cpu.seconds() or (0.0, 0.0)
+        if not args.instructions and others > 0.1 * mine:
+            print(
+                f"the machine was busy: other processes took {others:.0f} CPU s beside these {mine:.0f} s\n"
+            )
+
+
+if __name__ == "__main__":
+    main()
