@@ -91,6 +91,7 @@ CASES: list[tuple[str, Callable, Callable[[Context], list[str]], str]] = [
     ("rotation", train, lambda c: ["augment=affine", "augment.rotation=-5"], "augment.rotation=-5 is invalid: a number >= 0 and <= 180"),
     ("probability", train, lambda c: ["augment=affine", "augment.p=1.5"], "augment.p=1.5 is invalid: a number >= 0 and <= 1"),
     ("graph+compile", train, lambda c: ["logger.tensorboard.log_graph=true", "classifier.compile=true"], "logger.tensorboard.log_graph=true is invalid with classifier.compile=true"),
+    ("ema start", train, lambda c: ["callbacks=ema", "callbacks.ema.start_epoch=10"], "callbacks.ema.start_epoch=10 is invalid with trainer.max_epochs=10: the average would never start; give 0 to 9"),
     ("gpu", train, lambda c: ["trainer.accelerator=gpu"], "trainer.accelerator=gpu is invalid: this machine has no CUDA GPU"),
     # train.py: options and keys
     ("unknown option", train, lambda c: ["optimizer=adagrad"], "optimizer=adagrad is invalid: choose one of adam, adamw, nesterov, rmsprop, sgd"),

@@ -129,6 +129,7 @@ class EarlyStopping(Section):
 
 class Ema(Section):
     decay: rule(float, "the weight of the average so far at each update", gt=0, lt=1) = None
+    start_epoch: rule(int, "the first epoch averaged, from 0", ge=0) = None
 
 
 class MisclassifiedDigits(Section):
@@ -187,6 +188,17 @@ class Config(Section):
     callbacks: Callbacks | None = None
     logger: Logger | None = None
     hydra: Hydra = None
+
+    @model_validator(mode="after")
+    def average_starts(self) -> "Config":
+        ema = self.callbacks.ema if self.callbacks else None
+        epochs = self.trainer.max_epochs if self.trainer else None
+        if ema and ema.start_epoch is not None and epochs not in (None, -1) and ema.start_epoch >= epochs:
+            refuse(
+                f"callbacks.ema.start_epoch={ema.start_epoch} is invalid with trainer.max_epochs={epochs}: "
+                f"the average would never start; give 0 to {epochs - 1}"
+            )
+        return self
 
     @model_validator(mode="after")
     def graph_is_traced(self) -> "Config":
