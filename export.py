@@ -1,9 +1,16 @@
-"""Export a trained checkpoint: python export.py CKPT [--out DIR] [--formats torchscript onnx].
+"""Export a trained checkpoint: python export.py CKPT [--out DIR] [--formats exported onnx torchscript].
 
-Writes the network (without Lightning) as TorchScript (model.pt) and ONNX (model.onnx, with the
-`onnx` extra: pip install -e ".[onnx]"), plus preprocessing.json: what the input must look like.
-Both take a float batch [N, 1, S, S] of images normalised as in training and return the logits of
-the classes; the batch size is free.
+Writes the network without Lightning, plus preprocessing.json (what the input must look like):
+
+- exported (default): model.pt2, a torch.export ExportedProgram; load it with
+  torch.export.load("model.pt2").module() in Python, or compile it ahead of time (AOTInductor);
+- onnx (default): model.onnx, made from that same exported program, for onnxruntime and other
+  runtimes (needs the onnx extra: pip install -e ".[onnx]");
+- torchscript (on request only): model.pt, torch.jit's format, which PyTorch deprecates in favour
+  of torch.export; for a C++ runtime that still loads TorchScript.
+
+Each takes a float batch [N, 1, S, S] of images normalised as in training, of any batch size, and
+returns the logits of the classes.
 """
 
 import json
@@ -13,17 +20,26 @@ from pathlib import Path
 
 from mnist_classifier.errors import ArgumentParser, BadInput, entry_point, existing_file, reading_input
 
-FORMATS = ("torchscript", "onnx")
+FORMATS = ("exported", "onnx", "torchscript")
+DEFAULT_FORMATS = ("exported", "onnx")
+FILES = {"exported": "model.pt2", "onnx": "model.onnx", "torchscript": "model.pt"}
 
 
-def export_torchscript(net, example, path: Path) -> None:
+def exported_program(net, example):
+    """The net as an ExportedProgram whose batch size is free."""
     import torch
 
-    with warnings.catch_warnings(category=FutureWarning, action="ignore"):  # torch.jit is deprecated
-        torch.jit.trace(net, example).save(str(path))
+    batch = torch.export.Dim("batch", min=1)
+    return torch.export.export(net, (example,), dynamic_shapes={"x": {0: batch}})
 
 
-def export_onnx(net, example, path: Path) -> None:
+def export_exported(program, net, example, path: Path) -> None:
+    import torch
+
+    torch.export.save(program, path)
+
+
+def export_onnx(program, net, example, path: Path) -> None:
     import torch
 
     try:
@@ -33,16 +49,24 @@ def export_onnx(net, example, path: Path) -> None:
             '--formats onnx is invalid here: it needs the onnx extra, pip install -e ".[onnx]"'
         ) from error
     torch.onnx.export(
-        net,
-        (example,),
-        str(path),
+        program,
+        f=str(path),
         dynamo=True,
-        dynamic_shapes={"x": {0: torch.export.Dim("batch")}},
         input_names=["images"],
         output_names=["logits"],
         external_data=False,  # one file: the weights are small
         verbose=False,
     )
+
+
+def export_torchscript(program, net, example, path: Path) -> None:
+    import torch
+
+    with warnings.catch_warnings(category=FutureWarning, action="ignore"):  # deprecated: the help says so
+        torch.jit.trace(net, example).save(str(path))
+
+
+EXPORTERS = {"exported": export_exported, "onnx": export_onnx, "torchscript": export_torchscript}
 
 
 @entry_point
@@ -52,7 +76,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--out", type=Path, help="where to write (default: export/ beside the checkpoint's folder)"
     )
-    parser.add_argument("--formats", nargs="+", choices=FORMATS, default=list(FORMATS))
+    parser.add_argument(
+        "--formats",
+        nargs="+",
+        choices=FORMATS,
+        default=list(DEFAULT_FORMATS),
+        help="exported (model.pt2) and onnx by default; torchscript (model.pt) on request: PyTorch "
+        "deprecates it for torch.export",
+    )
     args = parser.parse_args(argv)
     existing_file(args.checkpoint, "checkpoint file")
 
@@ -63,6 +94,8 @@ def main(argv: list[str]) -> int:
     with reading_input():
         model = load_for_inference(args.checkpoint)
     out = args.out or args.checkpoint.resolve().parent.parent / "export"
+    example = torch.zeros(2, 1, model.image_size, model.image_size)
+    program = exported_program(model.net, example)
     out.mkdir(parents=True, exist_ok=True)
     size = model.image_size
     preprocessing = {
@@ -74,12 +107,9 @@ def main(argv: list[str]) -> int:
         "classes": list(model.classes),
     }
     (out / "preprocessing.json").write_text(json.dumps(preprocessing, indent=2))
-    example = torch.zeros(2, 1, size, size)
-    exporters = {"torchscript": (export_torchscript, "model.pt"), "onnx": (export_onnx, "model.onnx")}
-    for name in args.formats:
-        export, filename = exporters[name]
-        export(model.net, example, out / filename)
-        print(f"{name}: {out / filename}")
+    for name in dict.fromkeys(args.formats):
+        EXPORTERS[name](program, model.net, example, out / FILES[name])
+        print(f"{name}: {out / FILES[name]}")
     return 0
 
 

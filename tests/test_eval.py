@@ -3,9 +3,11 @@ reading of images: test_predict.py)."""
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
-import onnxruntime
+import numpy
 import pytest
 import torch
 
@@ -47,22 +49,60 @@ def test_a_command_refusing_bad_input_prints_one_line_and_exits_2(
     ]
 
 
+# Loads each exported file in a process of its own (no project code imported) and writes its
+# logits for the inputs saved beside it.
+LOAD_AND_RUN = """
+import sys, numpy, torch, onnxruntime
+folder = sys.argv[1]
+for name in ("1", "37"):
+    images = numpy.load(f"{folder}/inputs_{name}.npy")
+    exported = torch.export.load(f"{folder}/model.pt2").module()
+    torchscript = torch.jit.load(f"{folder}/model.pt")
+    onnx = onnxruntime.InferenceSession(f"{folder}/model.onnx")
+    with torch.inference_mode():
+        outputs = {
+            "exported": exported(torch.from_numpy(images)).numpy(),
+            "torchscript": torchscript(torch.from_numpy(images)).numpy(),
+            "onnx": onnx.run(None, {"images": images})[0],
+        }
+    for format, logits in outputs.items():
+        numpy.save(f"{folder}/logits_{format}_{name}.npy", logits)
+"""
+
+
 @pytest.mark.slow
-def test_exported_torchscript_and_onnx_give_the_checkpoints_outputs(
-    trained_run: TrainedRun, tmp_path: Path
+def test_each_export_format_loads_alone_and_gives_the_checkpoints_logits_on_real_digits(
+    trained_run: TrainedRun, tmp_path: Path, mnist_test
 ) -> None:
-    assert script_module("export.py").main([str(trained_run.best), "--out", str(tmp_path)]) == 0
+    argv = [str(trained_run.best), "--out", str(tmp_path), "--formats", "exported", "onnx", "torchscript"]
+    assert script_module("export.py").main(argv) == 0
     model = load_for_inference(trained_run.best)
     preprocessing = json.loads((tmp_path / "preprocessing.json").read_text())
     assert (preprocessing["mean"], preprocessing["std"]) == (model.mean, model.std)
     assert preprocessing["classes"] == list(model.classes)
-
-    batch = torch.randn(7, 1, 32, 32, generator=torch.Generator().manual_seed(0))  # another batch size
-    with torch.inference_mode():
-        expected = model.net(batch)
-    torchscript = torch.jit.load(str(tmp_path / "model.pt"))
-    torch.testing.assert_close(torchscript(batch), expected, rtol=1e-5, atol=1e-5)
-    (logits,) = onnxruntime.InferenceSession(str(tmp_path / "model.onnx")).run(
-        None, {"images": batch.numpy()}
+    expected = {}
+    for size in (1, 37):
+        inputs = model.inputs(mnist_test[0][100 : 100 + size])
+        numpy.save(tmp_path / f"inputs_{size}.npy", inputs.numpy())
+        with torch.inference_mode():
+            expected[size] = model.net(inputs)
+    loaded = subprocess.run(
+        [sys.executable, "-c", LOAD_AND_RUN, str(tmp_path)], capture_output=True, text=True, timeout=300
     )
-    torch.testing.assert_close(torch.from_numpy(logits), expected, rtol=1e-4, atol=1e-4)
+    assert loaded.returncode == 0, loaded.stderr
+    for format in ("exported", "torchscript", "onnx"):
+        for size in (1, 37):
+            logits = torch.from_numpy(numpy.load(tmp_path / f"logits_{format}_{size}.npy"))
+            torch.testing.assert_close(logits, expected[size], rtol=1e-4, atol=1e-4, msg=format)
+
+
+@pytest.mark.slow
+def test_export_writes_the_exported_program_and_onnx_by_default(
+    trained_run: TrainedRun, tmp_path: Path
+) -> None:
+    assert script_module("export.py").main([str(trained_run.best), "--out", str(tmp_path)]) == 0
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "model.onnx",
+        "model.pt2",
+        "preprocessing.json",
+    ]
