@@ -13,6 +13,7 @@ from mnist_classifier.checkpoints import RECORD, package_version, resume_point, 
 from mnist_classifier.data import MNISTDataModule
 from mnist_classifier.errors import BadInput
 from mnist_classifier.inference import load_for_inference
+from mnist_classifier.training import build
 
 from .conftest import TrainedRun, script_module
 from .drawings import page, ring
@@ -141,3 +142,29 @@ def test_a_checkpoint_file_continues_its_run_dir_and_one_elsewhere_starts_a_new_
     elsewhere = tmp_path / "copy.ckpt"
     elsewhere.write_bytes(b"")
     assert resume_point(str(elsewhere), tmp_path / "new", tmp_path, []) == (elsewhere, None)
+
+
+class WritesAFile:
+    """A pickled object that runs code when unpickled: it writes the file it names."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.write_text, (self.path, "pickled code ran"))
+
+
+def test_a_checkpoint_holding_pickled_code_is_refused_unrun_by_every_loader(
+    trained_run: TrainedRun, tmp_path: Path, compose_config
+) -> None:
+    marker = tmp_path / "ran.txt"
+    checkpoint = torch.load(trained_run.best, weights_only=True)
+    checkpoint["surprise"] = WritesAFile(marker)
+    hostile = tmp_path / "hostile.ckpt"
+    torch.save(checkpoint, hostile)
+    message = rf"^{hostile} is invalid: not a checkpoint \(torch.load failed: Weights only load failed"
+    with pytest.raises(BadInput, match=message):
+        load_for_inference(hostile)  # eval.py, predict.py, export.py, serve.py
+    with pytest.raises(BadInput, match=message):
+        build(compose_config(f"ckpt_path={hostile}"), resume_from=hostile)  # train.py resuming
+    assert not marker.exists()
