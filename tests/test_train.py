@@ -101,18 +101,23 @@ def test_run_dirs_tell_apart_runs_started_in_the_same_second() -> None:
     assert first != second
 
 
-@pytest.mark.slow
-def test_two_deterministic_runs_log_the_same_metrics_at_every_step(compose_config, tmp_path: Path) -> None:
-    metrics = []
-    for name in ("first", "second"):
-        cfg = compose_config(
-            *TINY_RUN, "trainer.deterministic=true", "logger=csv", "seed=7", "augment=affine"
-        )
+def test_two_runs_of_one_seed_train_bitwise_equal_weights_and_another_seed_does_not(
+    compose_config, tmp_path: Path
+) -> None:
+    weights, metrics = {}, {}
+    for name, seed in (("first", 7), ("second", 7), ("other", 8)):
+        cfg = compose_config(*TINY_RUN, "logger=csv", f"seed={seed}", "augment=affine")
         cfg.paths.output_dir = str(tmp_path / name)
         run(cfg)
-        metrics.append((tmp_path / name / "csv" / "metrics.csv").read_text())
-    assert metrics[0] == metrics[1]
-    rows = list(csv.DictReader(metrics[0].splitlines()))
+        weights[name] = torch.load(tmp_path / name / "checkpoints" / "last.ckpt", weights_only=True)[
+            "state_dict"
+        ]
+        metrics[name] = (tmp_path / name / "csv" / "metrics.csv").read_text()
+    assert weights["first"].keys() == weights["second"].keys()
+    assert all(torch.equal(weights["first"][key], weights["second"][key]) for key in weights["first"])
+    assert metrics["first"] == metrics["second"]
+    assert not torch.equal(weights["first"]["net.fc3.weight"], weights["other"]["net.fc3.weight"])
+    rows = list(csv.DictReader(metrics["first"].splitlines()))
     assert len([row for row in rows if row["train/loss_step"]]) == 10  # 5 steps an epoch, logged each step
 
 

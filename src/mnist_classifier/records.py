@@ -26,6 +26,11 @@ from omegaconf import DictConfig, OmegaConf
 from mnist_classifier.config import override_key
 from mnist_classifier.errors import one_line
 
+# The instruction set the CPU kernels of ATen, oneDNN and MKL may use. Left to choose, each takes the
+# widest the CPU has (AVX-512, AMX), and sums in another order on a machine that has other ones, so
+# the same seed trains to other figures; AVX2 is on every x86-64 CPU of the last decade and costs
+# this project's nets little (docs/benchmarks.md). Set a variable yourself to let it choose.
+CPU_NUMERICS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2"}
 ENVIRONMENT_FILE = "environment.json"  # in <run dir>/.hydra/, beside config.yaml and overrides.yaml
 PACKAGES = (
     "torch",
@@ -37,6 +42,13 @@ PACKAGES = (
     "optuna",
     "numpy",
 )
+
+
+def pin_cpu_numerics() -> None:
+    """Hold the CPU kernels to CPU_NUMERICS, unless the environment says otherwise; before torch is
+    imported, as the libraries read the variables once."""
+    for name, value in CPU_NUMERICS.items():
+        os.environ.setdefault(name, value)
 
 
 def git_state(directory: Path) -> dict[str, Any]:
@@ -72,10 +84,22 @@ def environment() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "packages": versions,
+        "cpu": cpu_model(),
+        "torch_threads": torch.get_num_threads(),  # sums split over threads: another count, other figures
+        "cpu_numerics": {name: os.environ.get(name) for name in CPU_NUMERICS},
         "cuda": torch.version.cuda,
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "git": git_state(Path(__file__).parent),
     }
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux's /proc/cpuinfo), else what the platform says."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            return next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor()
 
 
 class RunRecord(Callback):
