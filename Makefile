@@ -1,22 +1,33 @@
 # make train: set up (once) and train with the defaults; ARGS="..." passes Hydra overrides.
-# make test: the whole test suite, as CI runs it (a test file's tests on one worker, so that its
-# module fixtures, such as the shared studies, are built once); make quick: the quick loop.
+# make test: the whole test suite, as CI runs it, after installing what it needs: the virtual
+# environment, the Debian packages the tests use (make system), then lint and the tests (a test
+# file's tests on one worker, so that its module fixtures, such as the shared studies, are built
+# once). make quick: the quick loop, the tests that neither start processes nor train for real.
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 PYTEST_CI := -n 2 --dist loadfile --durations=15 --cov --cov-branch --cov-report=term-missing:skip-covered
+# MNIST: $MNIST_DATA_DIR, else the shared copy beside this checkout, else data/ (downloaded there).
+SHARED_DATA := $(abspath ../shared/data)
+export MNIST_DATA_DIR ?= $(if $(wildcard $(SHARED_DATA)/MNIST/raw),$(SHARED_DATA),$(CURDIR)/data)
 
-.PHONY: train test quick
+.PHONY: train test quick system
 
 $(VENV)/installed: pyproject.toml
 	test -x $(PYTHON) || python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet -e ".[dev]"
 	touch $@
 
+system:
+	scripts/system_packages.sh
+
 train: $(VENV)/installed
 	$(PYTHON) train.py $(ARGS)
 
-test: $(VENV)/installed
+test: $(VENV)/installed system
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PYTHON) -m pytest $(PYTEST_CI)
+	$(PYTHON) scripts/coverage_floor.py
 
 quick: $(VENV)/installed
 	$(PYTHON) -m pytest -m "not slow"

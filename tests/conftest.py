@@ -2,7 +2,9 @@
 trained run (with its checkpoints) that every test needing one reuses."""
 
 import importlib.util
+import logging
 import os
+import random
 import shutil
 import struct
 import subprocess
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
 import torch
 from hydra.core.global_hydra import GlobalHydra
@@ -19,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnist_classifier.config import compose
 from mnist_classifier.datasets import DATASETS, FILES, find_file, read_split
+from mnist_classifier.training import QUIET_LOGGERS
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT / "conf"
@@ -28,6 +32,31 @@ TINY_RUN = ["data.val_size=40", "data.batch_size=16", "trainer.max_epochs=2", "t
 
 # In-process tests share the machine with the processes that other tests start: one thread each.
 torch.set_num_threads(1)
+# Loggers whose handlers and levels in-process runs change (Hydra's job logging, quiet_libraries).
+LOGGERS = ("", "lightning", "lightning.pytorch", "mnist_classifier", *QUIET_LOGGERS)
+
+
+@pytest.fixture(autouse=True)
+def restored_state() -> Iterator[None]:
+    """What an in-process run changes, put back after each test, so that no test sees another's: the
+    environment (PL_GLOBAL_SEED, the sweep job's name), the loggers' handlers and levels, the
+    random generators, the working directory and the command line."""
+    environ, cwd, argv = dict(os.environ), os.getcwd(), list(sys.argv)
+    loggers = {name: logging.getLogger(name) for name in LOGGERS}
+    handlers = {name: (list(logger.handlers), logger.level) for name, logger in loggers.items()}
+    generators = (random.getstate(), np.random.get_state(), torch.get_rng_state())
+    yield
+    os.environ.clear()
+    os.environ.update(environ)
+    os.chdir(cwd)
+    sys.argv[:] = argv
+    for name, logger in loggers.items():
+        saved, level = handlers[name]
+        logger.handlers[:] = saved
+        logger.setLevel(level)
+    random.setstate(generators[0])
+    np.random.set_state(generators[1])
+    torch.set_rng_state(generators[2])
 
 
 def write_idx(path: Path, array: torch.Tensor) -> None:

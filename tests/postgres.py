@@ -47,7 +47,7 @@ def server_binaries() -> Path:
         return found[-1].parent
     pg_ctl = shutil.which("pg_ctl")
     if pg_ctl is None:
-        raise RuntimeError("PostgreSQL is not installed: apt-get install postgresql (.ci/run does)")
+        raise RuntimeError("PostgreSQL is not installed: make system (or apt-get install -y postgresql)")
     return Path(pg_ctl).parent
 
 

@@ -95,7 +95,7 @@ CASES: list[tuple[str, Callable, Callable[[Context], list[str]], str]] = [
     ("gpu", train, lambda c: ["trainer.accelerator=gpu"], "trainer.accelerator=gpu is invalid: this machine has no CUDA GPU"),
     # train.py: options and keys
     ("unknown option", train, lambda c: ["optimizer=adagrad"], "optimizer=adagrad is invalid: choose one of adam, adamw, nesterov, rmsprop, sgd"),
-    ("unknown augment", train, lambda c: ["augment=warp"], "augment=warp is invalid: choose one of affine, elastic, fashion, none"),
+    ("unknown augment", train, lambda c: ["augment=warp"], "augment=warp is invalid: choose one of affine, elastic, fashion, fashion_mnist, mnist, none"),
     ("unknown key", train, lambda c: ["optimizer.lrr=3"], "optimizer.lrr=3 is invalid: optimizer has no key 'lrr'"),
     ("list without -m", train, lambda c: ["optimizer.lr=0.1,0.01"], "optimizer.lr=0.1,0.01 is invalid without -m"),
     ("study without -m", train, lambda c: ["hparams_search=optuna"], "hparams_search=optuna is invalid without -m"),

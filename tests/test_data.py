@@ -252,7 +252,8 @@ DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")  # Debian's dat
 
 @pytest.mark.slow
 def test_the_real_fashion_mnist_reads_as_debian_ships_it(tmp_path: Path) -> None:
-    assert DEBIAN_FASHION_MNIST.is_dir(), "apt-get install dataset-fashion-mnist (.ci/run does)"
+    missing = "Fashion-MNIST is not installed: make system (or apt-get install -y dataset-fashion-mnist)"
+    assert DEBIAN_FASHION_MNIST.is_dir(), missing
     (tmp_path / "FashionMNIST").mkdir()
     (tmp_path / "FashionMNIST" / "raw").symlink_to(DEBIAN_FASHION_MNIST)
     images, labels = read_split(tmp_path, DATASETS["fashion_mnist"], train=False)

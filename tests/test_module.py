@@ -168,6 +168,30 @@ def test_channels_last_changes_the_memory_layout_not_the_outputs() -> None:
     torch.testing.assert_close(classifier(images), reference(images))
 
 
+class TracedLeNet(LeNet):
+    """LeNet that notes whether each forward ran inside torch.compile's tracing."""
+
+    compiled_calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.compiler.is_compiling():
+            TracedLeNet.compiled_calls += 1
+        return super().forward(x)
+
+
+@pytest.mark.slow
+def test_a_compiled_net_runs_compiled_with_the_uncompiled_outputs() -> None:
+    torch.manual_seed(0)
+    net = TracedLeNet()
+    reference = copy.deepcopy(net)
+    classifier = Classifier(net, nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.01), compile=True)
+    images = torch.randn(4, 1, 32, 32)
+    with torch.no_grad():
+        outputs = classifier(images)
+    assert TracedLeNet.compiled_calls >= 1  # traced by torch.compile, not run as it is
+    torch.testing.assert_close(outputs, reference(images), rtol=1e-4, atol=1e-5)
+
+
 def test_a_compiled_net_keeps_the_state_dict_keys_so_its_checkpoints_load_uncompiled() -> None:
     def keys(compile: bool) -> list[str]:
         classifier = Classifier(

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from mnist_classifier.config import validate
+
 from .conftest import TrainedRun, script_module
 
 results = script_module("scripts/results.py")
@@ -63,5 +65,11 @@ def test_each_recipe_is_a_row_of_its_seeds_mean_and_std_and_lenet_best_adds_its_
 
 
 @pytest.mark.parametrize("recipe", results.RECIPES, ids=[recipe.name for recipe in results.RECIPES])
-def test_every_recipe_is_a_command_that_composes(recipe, compose_config) -> None:
-    compose_config(*recipe.overrides)
+def test_every_recipe_is_a_command_that_composes_validates_and_chooses_its_options(
+    recipe, compose_config
+) -> None:
+    cfg = compose_config(*recipe.overrides)
+    validate(cfg)
+    for override in recipe.overrides:
+        group, option = override.split("=")
+        assert cfg.hydra.runtime.choices[group] == option

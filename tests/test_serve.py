@@ -241,8 +241,7 @@ def test_a_digit_drawn_on_the_page_is_read_as_the_api_and_predict_read_it(
     trained_run: TrainedRun, tiny_mnist: Path, tmp_path: Path
 ) -> None:
     chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.skip("no chromium on PATH: apt-get install chromium (.ci/run installs it)")
+    assert chromium is not None, "chromium is not installed: make system (or apt-get install -y chromium)"
     server = Server(trained_run.best, tiny_mnist, tmp_path)
     try:
         url = server.wait()

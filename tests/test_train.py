@@ -9,21 +9,20 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta
 from importlib import metadata
 from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from mnist_classifier.data import MNISTDataModule
 from mnist_classifier.models import LeNet
+from mnist_classifier.records import git_state
 from mnist_classifier.training import run
 
-from .conftest import CONF_DIR, ROOT, TINY_RUN, TrainedRun, real_mnist_dir, run_script, user_environment
+from .conftest import ROOT, TINY_RUN, TrainedRun, real_mnist_dir, run_script, user_environment
 
 
 def train(*overrides: str, data_dir: Path, cwd: Path = ROOT) -> subprocess.CompletedProcess:
@@ -91,14 +90,16 @@ def test_the_output_ends_with_the_summary_and_no_library_noise(trained_run: Trai
         assert noise not in trained_run.output, noise
 
 
-def test_run_dirs_tell_apart_runs_started_in_the_same_second() -> None:
-    pattern = yaml.safe_load((CONF_DIR / "hydra" / "default.yaml").read_text())["run"]["dir"]
-    stamps = re.findall(r"\$\{now:([^}]*)\}", pattern)
-    now = datetime(2026, 11, 25, 12, 0, 0, 1000)
-    first, second = (
-        "/".join(t.strftime(stamp) for stamp in stamps) for t in (now, now + timedelta(milliseconds=1))
-    )
-    assert first != second
+@pytest.mark.slow
+def test_two_runs_started_in_the_same_second_get_a_run_dir_each(tiny_mnist: Path, tmp_path: Path) -> None:
+    command = [sys.executable, str(ROOT / "train.py"), "debug=fast", "data.val_size=40"]
+    env = user_environment(tiny_mnist)
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE}
+    runs = [subprocess.Popen(command, cwd=tmp_path, env=env, **quiet) for _ in range(2)]
+    for process in runs:
+        _, stderr = process.communicate(timeout=300)
+        assert process.returncode == 0, stderr
+    assert len(list(tmp_path.glob("outputs/*/*/.hydra"))) == 2  # not one dir that both wrote into
 
 
 def test_two_runs_of_one_seed_train_bitwise_equal_weights_and_another_seed_does_not(
@@ -318,3 +319,20 @@ def test_a_stopped_run_saves_its_last_checkpoint_and_exits_1_with_one_line(
     events.Reload()
     logged = max(event.step for event in events.Scalars("train/loss_step"))
     assert 10 <= saved_step(last) == logged + 1 < 500
+
+
+def test_the_run_record_says_whether_the_code_had_uncommitted_changes(tmp_path: Path) -> None:
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "code.py").write_text("first\n")
+    git("add", "code.py")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first")
+    clean = git_state(tmp_path)
+    assert clean["dirty"] is False and len(clean["commit"]) == 40
+    (tmp_path / "notes.txt").write_text("untracked: not a change of the code")
+    assert git_state(tmp_path)["dirty"] is False
+    (tmp_path / "code.py").write_text("changed\n")
+    assert git_state(tmp_path) == {"commit": clean["commit"], "dirty": True}
+    assert git_state(tmp_path.parent / "nowhere") == {"commit": None, "dirty": None}
