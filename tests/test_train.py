@@ -4,6 +4,7 @@ change, and processes for what only a process shows (DDP, signals, kill and resu
 import csv
 import itertools
 import json
+import math
 import re
 import signal
 import subprocess
@@ -336,3 +337,52 @@ def test_the_run_record_says_whether_the_code_had_uncommitted_changes(tmp_path: 
     (tmp_path / "code.py").write_text("changed\n")
     assert git_state(tmp_path) == {"commit": clean["commit"], "dirty": True}
     assert git_state(tmp_path.parent / "nowhere") == {"commit": None, "dirty": None}
+
+
+def test_ckpt_path_last_after_a_finished_run_trains_nothing_more_and_reports_it_again(
+    compose_config, tmp_path: Path, caplog
+) -> None:
+    first = run(compose_config(*TINY_RUN, "~logger"))
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    finished = torch.load(last, weights_only=True)
+    with caplog.at_level("INFO", logger="mnist_classifier"):
+        again = run(compose_config(*TINY_RUN, "~logger", "ckpt_path=last"))
+    assert f"resuming from {last}" in caplog.text
+    assert torch.load(last, weights_only=True)["global_step"] == finished["global_step"] == 10
+    assert again["test/acc"] == first["test/acc"] and again["epochs"] == first["epochs"] == 2
+    assert again["val/acc_best"] == first["val/acc_best"]  # the checkpoint's best, not NaN
+
+
+@pytest.mark.slow
+def test_a_sweep_run_again_with_ckpt_path_last_resumes_each_job_in_its_run_dir(
+    tiny_mnist: Path, tmp_path: Path
+) -> None:
+    sweep = ["-m", "seed=1,2", *TINY_RUN, "~logger"]
+    assert train(*sweep, data_dir=tiny_mnist, cwd=tmp_path).returncode == 0
+    jobs = sorted(tmp_path.glob("outputs/multiruns/*/*/*/checkpoints/last.ckpt"))
+    assert len(jobs) == 2
+    result = train(*sweep, "ckpt_path=last", data_dir=tiny_mnist, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    for checkpoint in jobs:
+        assert f"resuming from {checkpoint}" in result.stdout + result.stderr
+
+
+def test_a_bf16_mixed_precision_run_trains_and_tests(compose_config) -> None:
+    results = run(compose_config(*TINY_RUN, "trainer.precision=bf16-mixed", "~logger"))
+    assert results["epochs"] == 2 and 0 <= results["test/acc"] <= 1 and math.isfinite(results["test/loss"])
+
+
+@pytest.mark.slow
+def test_a_run_failing_mid_fit_exits_1_with_one_line_and_its_traceback_in_train_log(
+    tiny_mnist: Path, tmp_path: Path
+) -> None:
+    # Checkpoints that cannot be written: found when the first epoch's is saved, after training began.
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    result = train(*TINY_RUN, f"callbacks.last_checkpoint.dirpath={blocked}/checkpoints",
+                   f"hydra.run.dir={tmp_path / 'run'}", data_dir=tiny_mnist)  # fmt: skip
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()[-1:]
+    assert line.startswith("error: ") and "a-file" in line
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "Traceback (most recent call last)" in log and "epoch 1/2" in log  # it had trained an epoch

@@ -205,9 +205,15 @@ def on_slurm() -> bool:
 
 
 def latest_checkpoint(log_dir: Path, overrides: list[str]) -> Path:
-    """The newest last checkpoint of the run dirs (outputs/DATE/TIME) with these overrides."""
+    """The newest last checkpoint of the run dirs with these overrides: runs (outputs/DATE/TIME) and
+    sweep jobs (outputs/multiruns/DATE/TIME/JOB), so that a sweep run again with ckpt_path=last
+    resumes each of its jobs."""
     wanted = without_ckpt_path(overrides)
-    checkpoints = log_dir.glob(f"*/*/checkpoints/{LAST_FILE}")
+    runs, jobs = (
+        log_dir.glob(f"*/*/checkpoints/{LAST_FILE}"),
+        log_dir.glob(f"multiruns/*/*/*/checkpoints/{LAST_FILE}"),
+    )
+    checkpoints = [*runs, *jobs]
     matching = [
         path for path in checkpoints if without_ckpt_path(recorded_overrides(path.parent.parent)) == wanted
     ]

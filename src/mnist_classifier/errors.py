@@ -58,8 +58,12 @@ def refuse(error: BaseException) -> NoReturn:
 
 
 def fail(error: BaseException) -> NoReturn:
-    """A failure during the work: one line, the traceback in the log's file (if any), status 1."""
-    log.debug("traceback of the failure", exc_info=error)
+    """A failure during the work: one line, the traceback in the log's files (a run's train.log), status 1."""
+    trace = (type(error), error, error.__traceback__)
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "the failure", (), trace)
+    for handler in logging.getLogger().handlers:  # the files only: the console gets the one line
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
     print(f"error: {one_line(error)}", file=sys.stderr)
     sys.exit(FAILURE_STATUS)
 

@@ -132,7 +132,11 @@ def seed_groups(jobs: list[Job]) -> dict[str, list[Job]]:
 
 
 def mean_std(values: list[float]) -> str:
-    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+    """Over the values measured (NaN: a job that did not measure it)."""
+    measured = [value for value in values if value == value]
+    if len(measured) < 2:
+        return "not measured" if not measured else f"{measured[0]:.4f}"
+    return f"{statistics.mean(measured):.4f} ± {statistics.stdev(measured):.4f}"
 
 
 def markdown(title: str, jobs: list[Job]) -> str:

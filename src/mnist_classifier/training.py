@@ -4,6 +4,7 @@ and the summary at the end (library messages that say nothing to a user are sile
 """
 
 import logging
+import math
 import sys
 import warnings
 from collections.abc import Mapping
@@ -60,7 +61,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     try:
         fit(trainer, classifier, datamodule, ckpt_path, run_dir)
         raise_if_pruned(trainer.callbacks)
-        results |= reached(trainer)
+        results |= reached(trainer) | {"val/acc_best": best_validation(trainer, classifier)}
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         # The best checkpoint is tested; runs without checkpoints (debug=fast) test the final weights.
         tested = trainer.test(
@@ -91,6 +92,15 @@ def run(cfg: DictConfig) -> dict[str, float]:
             )
         summary(shown)
     return results
+
+
+def best_validation(trainer: Trainer, classifier: Classifier) -> float:
+    """The best validation accuracy: this fit's, or, for a resumed run that had nothing left to train,
+    the one its checkpoint kept; NaN if it never validated."""
+    if "val/acc_best" in trainer.callback_metrics:
+        return float(trainer.callback_metrics["val/acc_best"])
+    kept = float(classifier.val_acc_best.max_value)
+    return kept if math.isfinite(kept) else math.nan
 
 
 def reached(trainer: Trainer) -> dict[str, float]:
