@@ -36,6 +36,7 @@ from omegaconf import DictConfig
 
 from mnist_classifier.checkpoints import InferenceRecord
 from mnist_classifier.config import compose
+from mnist_classifier.errors import ArgumentParser, BadInput, entry_point
 from mnist_classifier.records import OtherWork
 from mnist_classifier.training import build, instantiate_classifier, quiet_libraries
 
@@ -245,11 +246,12 @@ def under_callgrind(argv: list[str]) -> int:
         prefix = f"{out}/callgrind.out"
         command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={prefix}.%p", python, __file__]
         env = os.environ | {"STEP_COST_CALLGRIND_OUT": prefix}
-        return subprocess.run([*command, *argv, "--counting"], env=env, cwd=ROOT).returncode
+        return subprocess.run([*command, "--counting", *argv], env=env, cwd=ROOT).returncode
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+@entry_point
+def main(argv: list[str]) -> int:
+    parser = ArgumentParser(prog="benchmarks/step_cost.py", description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--short", type=int, default=40, help="training steps of the short fit")
@@ -259,22 +261,15 @@ def main() -> None:
     parser.add_argument("--instructions", action="store_true", help="count instructions under callgrind")
     parser.add_argument("--counting", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every row, after --")
-    args = parser.parse_args()
-    refusals = [
-        f"--models {model} is invalid: give {' or '.join(MODELS)}"
-        for model in args.models
-        if model not in MODELS
-    ]
+    args = parser.parse_args(argv)
+    if unknown := [model for model in args.models if model not in MODELS]:
+        raise BadInput(f"--models {unknown[0]} is invalid: give {' or '.join(MODELS)}")
     if args.batch_size < 1:
-        refusals.append(f"--batch-size {args.batch_size} is invalid: give 1 or more")
+        raise BadInput(f"--batch-size {args.batch_size} is invalid: give 1 or more")
     if not 1 <= args.short < args.long:
-        refusals.append(f"--short {args.short} --long {args.long} is invalid: give 1 <= short < long")
-    if refusals:
-        sys.exit(f"error: {refusals[0]}")
+        raise BadInput(f"--short {args.short} --long {args.long} is invalid: give 1 <= short < long")
     if args.instructions and not args.counting:
-        sys.exit(
-            under_callgrind([arg for arg in sys.argv[1:] if arg != "--instructions"] + ["--instructions"])
-        )
+        return under_callgrind(argv)
     quiet_libraries()
     os.environ.setdefault("MNIST_DATA_DIR", str(ROOT / "data"))
     count = Counter(args.instructions)
@@ -289,9 +284,10 @@ def main() -> None:
         mine, others = cpu.seconds() or (0.0, 0.0)
         if not args.instructions and others > 0.1 * mine:
             print(
-                f"the machine was busy: other processes took {others:.0f} CPU s beside these {mine:.0f} s\n"
+                f"BUSY MACHINE: other processes took {others:.0f} CPU s beside these {mine:.0f}: not clean\n"
             )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(sys.argv[1:]))

@@ -40,15 +40,16 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from hand_loop import HandLoop, hand_loop_on_tensors
 from hydra.utils import instantiate
 from omegaconf import DictConfig
-from torch import nn
 from torch.utils.data import DataLoader, Subset
 from torchvision import datasets, transforms
 
 from mnist_classifier.batches import Batch
 from mnist_classifier.config import compose
-from mnist_classifier.data import MNISTDataModule
+from mnist_classifier.errors import ArgumentParser, BadInput, entry_point
+from mnist_classifier.records import OtherWork
 from mnist_classifier.training import build
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,72 +79,6 @@ class EpochTimer(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._lap()
-
-
-class HandLoop:
-    """The loop a person writes by hand: forward, loss, backward, step; then count correct on val."""
-
-    def __init__(
-        self,
-        cfg: DictConfig,
-        device: torch.device,
-        train_batches: Callable[[], Iterable[Batch]],
-        val_batches: Callable[[], Iterable[Batch]],
-        augment: nn.Module | None = None,
-    ) -> None:
-        L.seed_everything(cfg.seed, verbose=False)
-        self.model = instantiate(cfg.model).to(device)
-        self.loss_fn = instantiate(cfg.loss)
-        self.optimizer = instantiate(cfg.optimizer)(self.model.parameters())
-        self.device, self.train_batches, self.val_batches = device, train_batches, val_batches
-        self.augment = augment
-        self.step = 0
-
-    def epoch(self) -> float:
-        """Train one epoch and validate; return its seconds."""
-        device = self.device
-        start = time.perf_counter()
-        self.model.train()
-        for images, labels in self.train_batches():
-            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-            if self.augment is not None:
-                images = self.augment(images, self.step)
-            self.step += 1
-            loss = self.loss_fn(self.model(images), labels)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-        self.model.eval()
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        with torch.no_grad():
-            for images, labels in self.val_batches():
-                images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-                correct += (self.model(images).argmax(1) == labels).sum()
-        correct.item()  # wait for the device, as the end of an epoch does
-        return time.perf_counter() - start
-
-
-def hand_loop_on_tensors(
-    cfg: DictConfig,
-    datamodule: MNISTDataModule,
-    device: torch.device,
-    limit: int | None,
-    augment: nn.Module | None = None,
-) -> HandLoop:
-    """A hand loop over the data module's tensors, its batches distorted by `augment` if given."""
-    train_images, train_labels = (t.to(device) for t in datamodule.train_set)
-    val_images, val_labels = (t.to(device) for t in datamodule.val_set)
-    size, eval_size = cfg.data.batch_size, cfg.data.eval_batch_size
-
-    def train_batches() -> Iterable[Batch]:
-        order = torch.randperm(len(train_labels), device=device).split(size)[:limit]
-        return ((train_images[index], train_labels[index]) for index in order)
-
-    def val_batches() -> Iterable[Batch]:
-        starts = range(0, len(val_labels), eval_size)[:limit]
-        return ((val_images[i : i + eval_size], val_labels[i : i + eval_size]) for i in starts)
-
-    return HandLoop(cfg, device, train_batches, val_batches, augment)
 
 
 # Each run gives the seconds of every epoch of each path it ran, and the training images an epoch.
@@ -316,9 +251,27 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["lenet", "mlp"])
+MODELS = ("lenet", "mlp")
+MAX_EPOCHS = 50  # epochs a measurement: more would run for hours on a CPU
+BUSY_SHARE = 0.1  # other processes' CPU seconds, as a share of the benchmark's own, that make it unclean
+
+
+def check(args) -> None:
+    """Refuse, in one line, what the benchmark cannot measure."""
+    if unknown := [model for model in args.models if model not in MODELS]:
+        raise BadInput(f"--models {unknown[0]} is invalid: give {' or '.join(MODELS)}")
+    if small := [size for size in args.batch_sizes if size < 1]:
+        raise BadInput(f"--batch-sizes {small[0]} is invalid: give a batch size of 1 or more")
+    if not 2 <= args.epochs <= MAX_EPOCHS:
+        raise BadInput(f"--epochs {args.epochs} is invalid: give 2 to {MAX_EPOCHS} (the first warms up)")
+    if args.repeats < 1:
+        raise BadInput(f"--repeats {args.repeats} is invalid: give 1 or more")
+
+
+@entry_point
+def main(argv: list[str]) -> int:
+    parser = ArgumentParser(prog="benchmarks/throughput.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[64, 256])
     parser.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS))
     parser.add_argument("--epochs", type=int, default=3, help="epochs per measurement (the first is warm-up)")
@@ -328,13 +281,11 @@ def main() -> None:
     parser.add_argument("--augment", help="also time hand epochs distorted by this augment option (paired)")
     parser.add_argument("--one", choices=["paired", *PATHS], help=argparse.SUPPRESS)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for all three paths, after --")
-    args = parser.parse_args()
-    for name in ("epochs", "repeats"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name} {getattr(args, name)} is invalid: it must be >= 1")
+    args = parser.parse_args(argv)
+    check(args)
     if args.one:
         print(json.dumps(measure_one(args.one, args.models[0], args.batch_sizes[0], args)))
-        return
+        return 0
     os.environ.setdefault("MNIST_DATA_DIR", str(ROOT / "data"))
     print(
         f"torch {torch.__version__}, {args.device}, {torch.get_num_threads()} threads, {args.epochs} epochs"
@@ -344,20 +295,25 @@ def main() -> None:
     runs = ["paired"] if paired else []
     runs += [path for path in args.paths if not (paired and path in ("lightning", "hand"))]
     rows = []
-    for model in args.models:
-        for batch_size in args.batch_sizes:
-            measurements = []
-            for _ in range(args.repeats):  # interleaved: a slow spell of the machine hits every run
-                for run in runs:
-                    measurements.append(measure(run, model, batch_size, args))
-                    print(
-                        json.dumps({"run": run, "model": model, "batch_size": batch_size} | measurements[-1]),
-                        file=sys.stderr,
-                        flush=True,
-                    )
-            rows += summarise(model, batch_size, measurements)
+    with OtherWork() as cpu:
+        for model in args.models:
+            for batch_size in args.batch_sizes:
+                measurements = []
+                for _ in range(args.repeats):  # interleaved: a slow spell of the machine hits every run
+                    for run in runs:
+                        measurements.append(measure(run, model, batch_size, args))
+                        record = {"run": run, "model": model, "batch_size": batch_size} | measurements[-1]
+                        print(json.dumps(record), file=sys.stderr, flush=True)
+                rows += summarise(model, batch_size, measurements)
+    mine, others = cpu.seconds() or (0.0, 0.0)
+    if others > BUSY_SHARE * mine:
+        print(
+            f"BUSY MACHINE: other processes took {others:.0f} CPU s beside these {mine:.0f}: the timings "
+            "and ratios below are not clean; measure again on an idle machine"
+        )
     print(table(rows))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(sys.argv[1:]))

@@ -13,12 +13,13 @@ slows some runs); for `lenet_best` also what its three checkpoints reach togethe
 ensemble).
 """
 
-import argparse
 import statistics
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from mnist_classifier.errors import ArgumentParser, BadInput, entry_point
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "outputs" / "results"
@@ -66,6 +67,22 @@ def ensemble_accuracy(sweep_dir: Path) -> float:
     return score(ensemble_probabilities(models, images)[-1], labels).accuracy
 
 
+BUSY_SHARE = 0.1  # other processes' CPU seconds beside a run, as a share of its wall seconds
+
+
+def check_idle(job, recipe: Recipe) -> None:
+    """Refuse a run's seconds when other processes took CPU beside it (its job.json says how much)."""
+    from mnist_classifier.records import read_record
+
+    others = (read_record(Path(job.run_dir)) or {}).get("others_cpu_s")
+    if others is None or others > BUSY_SHARE * job.wall_s:
+        beside = "an unknown amount" if others is None else f"{others:.0f} CPU s"
+        raise BadInput(
+            f"{job.run_dir} is invalid for the table's seconds: other processes took {beside} beside its "
+            f"{job.wall_s:.0f} s; run python scripts/results.py run {recipe.name} again on an idle machine"
+        )
+
+
 def percent(values: list[float]) -> str:
     return f"{100 * statistics.mean(values):.2f} ± {100 * statistics.stdev(values):.2f}%"
 
@@ -93,6 +110,8 @@ def tables() -> str:
             accuracy = percent([job.metrics["test/acc"] for job in jobs])
             best = " to ".join(str(f(job.metrics["best_epoch"] for job in jobs)) for f in (min, max))
             seconds = statistics.median(job.wall_s for job in jobs)
+            for job in jobs:
+                check_idle(job, recipe)
             epochs = jobs[0].metrics["epochs"]
             lines.append(f"| `{recipe.command}` | {accuracy} | {epochs} | {best} | {seconds:.0f} |")
             if recipe.ensemble:
@@ -100,7 +119,10 @@ def tables() -> str:
                 files = " ".join(f"<seed {seed}>.ckpt" for seed in SEEDS)
                 lines.append(f"| the three together: `python eval.py {files}` | {together:.2f}% | | | |")
         lines.append("")
-    machine = "a 2-core x86-64 CPU, torch's default threads, one run at a time"
+    machine = (
+        "a 2-core x86-64 CPU, torch's default threads, one run at a time on an otherwise idle machine "
+        f"(other processes took under {BUSY_SHARE:.0%} of each run's time on a core)"
+    )
     lines.append(
         f"Made by `python scripts/results.py run` and `python scripts/results.py table` on {machine}."
     )
@@ -114,24 +136,26 @@ def write_readme(readme: Path, text: str) -> None:
     readme.write_text(f"{before}{START}\n{text}\n{END}{after}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+@entry_point
+def main(argv: list[str]) -> int:
+    parser = ArgumentParser(prog="scripts/results.py", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     to_run = commands.add_parser("run", help="train the recipes with each seed")
     to_run.add_argument("names", nargs="*", choices=[recipe.name for recipe in RECIPES], metavar="RECIPE")
     table = commands.add_parser("table", help="print the tables from the recipes' sweeps")
     table.add_argument("--readme", type=Path, help="write them between the results markers of this file")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.command == "run":
         for recipe in RECIPES:
             if not args.names or recipe.name in args.names:
                 run(recipe)
-        return
+        return 0
     text = tables()
     print(text)
     if args.readme:
         write_readme(args.readme, text)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(sys.argv[1:]))

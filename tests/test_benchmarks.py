@@ -85,3 +85,34 @@ def test_the_benchmark_table_counts_each_condition(mnist_test: tuple[torch.Tenso
     assert results["reference"] == (4, (chosen == 7).float().mean().item())  # the digits as they are
     lines = wild.table(results).splitlines()
     assert lines[0] == "| condition | images | accuracy |" and len(lines) == 2 + len(results)
+
+
+@pytest.mark.parametrize(
+    ("script", "argv", "message"),
+    [
+        ("throughput.py", ["--models", "vgg"], "--models vgg is invalid: give lenet or mlp"),
+        (
+            "throughput.py",
+            ["--batch-sizes", "0"],
+            "--batch-sizes 0 is invalid: give a batch size of 1 or more",
+        ),
+        ("throughput.py", ["--epochs", "51"], "--epochs 51 is invalid: give 2 to 50 (the first warms up)"),
+        ("step_cost.py", ["--models", "vgg"], "--models vgg is invalid: give lenet or mlp"),
+        (
+            "step_cost.py",
+            ["--short", "9", "--long", "9"],
+            "--short 9 --long 9 is invalid: give 1 <= short < long",
+        ),
+    ],
+)
+def test_a_benchmark_refuses_what_it_cannot_measure_in_one_line(
+    script: str, argv: list[str], message: str, monkeypatch, capsys
+) -> None:
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # the scripts import their hand loop
+    spec = importlib.util.spec_from_file_location(script.removesuffix(".py"), ROOT / "benchmarks" / script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(SystemExit) as stop:
+        module.main(argv)
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"error: {message}"]

@@ -14,7 +14,12 @@ results = script_module("scripts/results.py")
 
 
 def write_job(
-    sweep_dir: Path, seed: int, metrics: dict, wall_s: float, checkpoint: Path | None = None
+    sweep_dir: Path,
+    seed: int,
+    metrics: dict,
+    wall_s: float,
+    checkpoint: Path | None = None,
+    others: float = 0.5,
 ) -> None:
     """A finished job's run dir as Hydra and the job records leave it."""
     run_dir = sweep_dir / f"{seed - 1}_seed={seed}"
@@ -24,7 +29,7 @@ def write_job(
         "hydra:\n  job:\n    config:\n      override_dirname:\n        exclude_keys: []\n"
     )
     (run_dir / "job.json").write_text(
-        json.dumps({"status": "finished", "metrics": metrics, "wall_s": wall_s})
+        json.dumps({"status": "finished", "metrics": metrics, "wall_s": wall_s, "others_cpu_s": others})
     )
     if checkpoint is not None:
         (run_dir / "checkpoints").mkdir()
@@ -36,7 +41,7 @@ def test_each_recipe_is_a_row_of_its_seeds_mean_and_std_and_lenet_best_adds_its_
 ) -> None:
     monkeypatch.setattr(results, "RESULTS", tmp_path)
     monkeypatch.setenv("MNIST_DATA_DIR", str(tiny_mnist))
-    wall = {1: 100.0, 2: 102.0, 3: 160.0}  # one run slowed by other work: the median, 102 s, is shown
+    wall = {1: 100.0, 2: 102.0, 3: 160.0}  # the median, 102 s, is shown
     for seed, accuracy, best in ((1, 0.9921, 9), (2, 0.9925, 10), (3, 0.9932, 10)):
         write_job(
             tmp_path / "default", seed, {"test/acc": accuracy, "epochs": 10, "best_epoch": best}, wall[seed]
@@ -62,6 +67,24 @@ def test_each_recipe_is_a_row_of_its_seeds_mean_and_std_and_lenet_best_adds_its_
         readme.read_text()
         == f"# Title\n\n## Results\n\n{results.START}\nnew table\n{results.END}\n\n## Next\n"
     )
+
+
+def test_seconds_measured_beside_other_work_are_refused(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(results, "RESULTS", tmp_path)
+    for seed, others in ((1, 1.0), (2, 30.0), (3, 1.0)):  # seed 2: 30 CPU s of other work in 100 s
+        write_job(
+            tmp_path / "default",
+            seed,
+            {"test/acc": 0.99, "epochs": 10, "best_epoch": 10},
+            100.0,
+            others=others,
+        )
+    with pytest.raises(SystemExit) as stop:
+        results.main(["table"])
+    assert stop.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: {tmp_path / 'default' / '1_seed=2'} is invalid for the table's seconds:")
+    assert "other processes took 30 CPU s beside its 100 s" in line
 
 
 @pytest.mark.parametrize("recipe", results.RECIPES, ids=[recipe.name for recipe in results.RECIPES])
