@@ -4,12 +4,15 @@ or a stale command fails here. They run in the test's process as `python` runs t
 serve.py, which serves until stopped."""
 
 import os
+import queue
 import re
 import runpy
 import shlex
 import shutil
 import subprocess
 import sys
+import threading
+import time
 import urllib.request
 from pathlib import Path
 
@@ -131,9 +134,12 @@ def serve(argv: list[str], cwd: Path, data_dir: Path) -> None:
     """serve.py serves until stopped: on a free port, until its page answers; then it is stopped."""
     server = subprocess.Popen([sys.executable, *argv, "--port", "0"], cwd=cwd, env=user_environment(data_dir),
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    lines: queue.Queue[str | None] = queue.Queue()
+    threading.Thread(target=lambda: [*map(lines.put, server.stderr), lines.put(None)], daemon=True).start()
+    deadline = time.monotonic() + 120
     try:
-        for line in server.stderr:  # uvicorn says where it listens
-            if found := re.search(r"Uvicorn running on (http://\S+)", line):
+        while (line := lines.get(timeout=max(0.1, deadline - time.monotonic()))) is not None:
+            if found := re.search(r"Uvicorn running on (http://\S+)", line):  # where it listens
                 with urllib.request.urlopen(found.group(1), timeout=60) as response:
                     assert response.status == 200 and b"<canvas" in response.read()
                 return
@@ -143,13 +149,75 @@ def serve(argv: list[str], cwd: Path, data_dir: Path) -> None:
         server.wait(timeout=60)
 
 
+def newest(folder: Path, pattern: str) -> Path:
+    return max(folder.glob(pattern), key=lambda path: path.stat().st_mtime)
+
+
+def check_train(argv: list[str], folder: Path, output: str) -> None:
+    if "--cfg" in argv:
+        assert (
+            "_target_: mnist_classifier.models.LeNet" in output
+            and not (folder / "outputs" / "2026-12-02").exists()
+        )
+    elif "-m" in argv:  # each job a run dir, and the sweep's report in its dir
+        report = newest(folder / "outputs", "*/**/report.md")
+        assert report.read_text() in output and len(list(report.parent.glob("*/.hydra"))) >= 2
+    else:
+        for line in ("best val accuracy:", "best epoch:", "test accuracy:", "checkpoint:", "run dir:"):
+            assert line in output, line
+        checkpoint = output.split("checkpoint:", 1)[1].split()[0]
+        assert (checkpoint == "none") if "debug=fast" in argv else Path(checkpoint).is_file()
+        if any(arg.startswith("ckpt_path=") for arg in argv):
+            assert "resuming from " in output
+
+
+def check_predict(argv: list[str], folder: Path, output: str) -> None:
+    lines = [line for line in output.splitlines() if line and not line.startswith("[")]
+    if "csv" in argv:
+        assert lines[0].startswith("path,label,probability,label_2,probability_2,label_3,probability_3")
+        assert len(lines) == 2 and lines[1].count(",") == 6  # the one scan, its three likeliest labels
+    else:
+        assert lines and all(len(line.split("\t")) == (4 if "--number" in argv else 3) for line in lines), (
+            lines
+        )
+    if "--save-inputs" in argv:
+        assert len(list((folder / argv[argv.index("--save-inputs") + 1]).rglob("*.png"))) == 1
+
+
+def check_output(argv: list[str], folder: Path, output: str) -> None:
+    """What the README says the command does: its printed results and the files it writes."""
+    script = Path(argv[1] if argv[0] == "-m" else argv[0]).name
+    if script == "train.py":
+        check_train(argv, folder, output)
+    elif script == "predict.py":
+        check_predict(argv, folder, output)
+    elif script == "eval.py":
+        checkpoints = [arg for arg in argv[1:] if arg.endswith(".ckpt")]
+        what = "accuracy on 2 images of labelled" if "--images" in argv else "test accuracy"
+        assert all(f"{path}: {what}" in output for path in checkpoints)
+        assert ("ensemble of 3: test accuracy" in output) == (len(checkpoints) == 3)
+    elif script == "export.py":
+        export = folder / Path(argv[1]).parent.parent / "export"
+        assert sorted(path.name for path in export.iterdir()) == [
+            "model.onnx",
+            "model.pt2",
+            "preprocessing.json",
+        ]
+    elif script == "mnist_classifier.report":
+        assert (folder / argv[2] / "report.md").read_text() in output
+    elif script == "mnist_classifier.checkpoints":
+        assert RECORD in torch.load(folder / argv[3], weights_only=True) and f"upgraded: {argv[3]}" in output
+    elif script == "wild_digits.py":
+        assert "| condition | images | accuracy |" in output and "| photo-like | 20 |" in output
+    else:
+        raise AssertionError(f"no check of what {script} does: add one")
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("command", COMMANDS)
-def test_a_readme_command_runs(
-    command: str, examples: Path, tiny_mnist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("command", [command for command in COMMANDS if command not in NOT_HERE])
+def test_a_readme_command_does_what_the_readme_says(
+    command: str, examples: Path, tiny_mnist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
-    if command in NOT_HERE:
-        pytest.skip(NOT_HERE[command])
     folder = Path(shutil.copytree(examples, tmp_path / "folder"))
     for name, value in user_environment(tiny_mnist).items():
         monkeypatch.setenv(name, value)
@@ -166,5 +234,8 @@ def test_a_readme_command_runs(
         argv[argv.index(sweep_dirs[0])] = str(made)
     if Path(argv[0]).name == "serve.py":  # it serves until stopped: a process of its own
         serve(argv, folder, tiny_mnist)
-    else:
-        run(small(argv), folder)
+        return
+    capsys.readouterr()  # what the runs before it printed
+    run(small(argv), folder)
+    captured = capsys.readouterr()
+    check_output(argv, folder, captured.out + captured.err)
