@@ -8,13 +8,44 @@ shows the label, the three likeliest with their probabilities, and the 28x28 the
 answers {"label", "probability", "top": [3 x {"label", "probability"}], "input": <the 28x28, a PNG data
 URL>}. Images go through the same preprocessing as predict.py's; a bad upload is answered 4xx with
 {"detail": "<one line>"} and a body over --max-upload-mb with 413. --port 0 picks a free port (the log
-says which). Serves until Ctrl+C.
+says which); a port in use is refused at once, before the checkpoint is loaded. Serves until Ctrl+C.
 """
 
+import errno
+import socket
 import sys
 from pathlib import Path
 
 from mnist_classifier.errors import ArgumentParser, BadInput, entry_point, existing_file, reading_input
+
+
+def check_can_listen(host: str, port: int) -> None:
+    """BadInput unless host:port can be bound now, as uvicorn will bind it (every address the host names,
+    SO_REUSEADDR on): a port in use is refused in one line before the checkpoint is loaded, not after it
+    with uvicorn's log."""
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as error:
+        raise BadInput(
+            f"--host {host} is invalid: {error.strerror}; give an address of this machine"
+        ) from None
+    for family, kind, protocol, _, address in addresses:
+        with socket.socket(family, kind, protocol) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                probe.bind(address)
+            except OSError as error:
+                if error.errno == errno.EADDRINUSE:
+                    raise BadInput(
+                        f"--port {port} is invalid: it is in use; give another port, or 0 for a free one"
+                    ) from None
+                if error.errno == errno.EACCES:
+                    raise BadInput(
+                        f"--port {port} is invalid: it needs privileges; give a port above 1023, or 0"
+                    ) from None
+                raise BadInput(f"--host {host} is invalid: {error.strerror}") from None
 
 
 @entry_point
@@ -32,6 +63,7 @@ def main(argv: list[str]) -> int:
         raise BadInput(f"--port {args.port} is invalid: give 0 to 65535")
     if args.max_upload_mb <= 0:
         raise BadInput(f"--max-upload-mb {args.max_upload_mb} is invalid: give a number of MB > 0")
+    check_can_listen(args.host, args.port)
 
     import uvicorn
 

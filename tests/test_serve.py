@@ -1,33 +1,39 @@
 """serve.py: the JSON API in this process (FastAPI's TestClient: real requests through the app and its
-middleware), and the drawing page in headless Chromium against serve.py's own uvicorn server, drawn on
-with the mouse and a finger.
+middleware); serve.py's own uvicorn server, started as a user starts it, over real HTTP (a chunked body
+over the limit, concurrent requests, a port in use); and the drawing page in headless Chromium against
+that server, drawn on with the mouse and a finger.
 
 The shared run's checkpoint was trained on tiny synthetic data: it does not recognise real digits, so
 what the page and the API answer is checked against the model's reading of the same preprocessed
 digit, and against each other."""
 
 import base64
+import http.client
 import io
 import itertools
+import json
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 from playwright.sync_api import Page, sync_playwright
 
 from mnist_classifier.inference import InferenceModel, load_for_inference
 from mnist_classifier.mnist_format import mnist_digit
-from mnist_classifier.serving import create_app
+from mnist_classifier.serving import TOP, create_app
 
-from .conftest import ROOT, TrainedRun, script_module, user_environment
+from .conftest import ROOT, TrainedRun, run_script, script_module, user_environment
 from .drawings import encoded, page, png_header, ring
 from .test_predict import BLANK, TRUNCATED
 
@@ -43,6 +49,9 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
 ]
 STARTUP_SECONDS = 120  # for serve.py to load torch and its checkpoint on a busy machine
+REQUEST_SECONDS = 60  # for the server to answer one request (each socket read and write) on a busy machine
+STOP_SECONDS = 30  # for the server to stop once told to
+SMALL_LIMIT_MB = 0.01  # the real server's upload limit: above an MNIST digit's PNG, below a BMP page
 
 
 @pytest.fixture(scope="module")
@@ -155,23 +164,27 @@ def test_serve_refuses_bad_input_in_one_line_before_serving(
 
 
 class Server:
-    """serve.py started as a user starts it, on a free port; its URL once uvicorn says it listens."""
+    """serve.py started as a user starts it, on a free port; its URL and port once uvicorn says it listens.
+    Its log is read by a thread to its end, so that every wait on it has a deadline: a hung server fails
+    the test instead of hanging it."""
 
-    def __init__(self, checkpoint: Path, data_dir: Path, cwd: Path) -> None:
-        command = [sys.executable, str(ROOT / "serve.py"), str(checkpoint), "--port", "0"]
+    def __init__(self, checkpoint: Path, data_dir: Path, cwd: Path, *options: str) -> None:
+        command = [sys.executable, str(ROOT / "serve.py"), str(checkpoint), "--port", "0", *options]
         self.process = subprocess.Popen(
             command, cwd=cwd, env=user_environment(data_dir), stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         self.log: list[str] = []
         self.url = ""
+        self.host, self.port = "", 0
         self.listening = threading.Event()
         threading.Thread(target=self.read_log, daemon=True).start()  # reads stderr to its end
 
     def read_log(self) -> None:
         for line in self.process.stderr:
             self.log.append(line)
-            if found := re.search(r"Uvicorn running on (http://\S+)", line):
+            if found := re.search(r"Uvicorn running on (http://([^\s:/]+):(\d+))", line):
+                self.host, self.port = found.group(2), int(found.group(3))
                 self.url = found.group(1) + "/"
                 self.listening.set()
         self.listening.set()  # ended: the test fails with the log
@@ -181,8 +194,136 @@ class Server:
         return self.url
 
     def stop(self) -> None:
+        """Ctrl+C's signal, as a user stops it; killed if it does not stop in time."""
         self.process.terminate()
-        self.process.wait(timeout=30)
+        try:
+            self.process.wait(timeout=STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=STOP_SECONDS)
+            raise AssertionError("serve.py did not stop when told to:\n" + "".join(self.log)) from None
+
+
+def form(content: bytes, name: str = "digit.png") -> tuple[bytes, str]:
+    """A multipart form with an image as its field `image`, as a browser sends it, and its content type."""
+    boundary = "edge-of-the-form"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{name}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    )
+    body = head.encode() + content + f"\r\n--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def post(server: Server, body: bytes | list[bytes], content_type: str) -> tuple[int, dict]:
+    """The status and JSON of the server's answer to a POST to /api/predict, over a connection of its own
+    with a deadline on each read and write. A list of chunks is sent chunked: no Content-Length."""
+    connection = http.client.HTTPConnection(server.host, server.port, timeout=REQUEST_SECONDS)
+    try:
+        if isinstance(body, bytes):
+            connection.request("POST", "/api/predict", body, {"Content-Type": content_type})
+        else:
+            headers = {"Content-Type": content_type, "Transfer-Encoding": "chunked"}
+            connection.request("POST", "/api/predict", iter(body), headers, encode_chunked=True)
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def post_image(server: Server, content: bytes) -> tuple[int, dict]:
+    return post(server, *form(content))
+
+
+@pytest.fixture(scope="module")
+def small_limit_server(
+    trained_run: TrainedRun, tiny_mnist: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """serve.py with an upload limit of SMALL_LIMIT_MB, listening; stopped after the module's tests."""
+    server = Server(
+        trained_run.best, tiny_mnist, tmp_path_factory.mktemp("serve"), "--max-upload-mb", str(SMALL_LIMIT_MB)
+    )
+    try:
+        server.wait()
+        yield server
+    finally:
+        server.stop()
+
+
+def real_digits_png(mnist_test: tuple[torch.Tensor, torch.Tensor], count: int) -> list[bytes]:
+    """MNIST's first `count` test digits, each as a PNG file (predict.py reads them as they are)."""
+    return [encoded(Image.fromarray(digit.numpy())) for digit in mnist_test[0][:count]]
+
+
+def assert_an_answer(status: int, answer: dict) -> None:
+    """A 200 answer in the API's shape: a label and probability, the 3 likeliest, and a 28x28 PNG."""
+    assert status == 200, answer
+    assert set(answer) == {"label", "probability", "top", "input"}
+    assert len(answer["top"]) == TOP
+    assert all(set(guess) == {"label", "probability"} for guess in answer["top"])
+    assert {"label": answer["label"], "probability": answer["probability"]} == answer["top"][0]
+    assert pixels(answer["input"]).shape == (28, 28)
+
+
+@pytest.mark.slow
+def test_the_real_server_refuses_a_chunked_body_over_the_limit_with_413_and_goes_on(
+    small_limit_server: Server, model: InferenceModel
+) -> None:
+    limit = round(SMALL_LIMIT_MB * 2**20)
+    photo = encoded(page(ring()), "BMP")  # a readable image, over the limit
+    body, content_type = form(photo)
+    assert len(body) > limit
+    chunks = [body[start : start + 4096] for start in range(0, len(body), 4096)]  # no Content-Length
+    status, answer = post(small_limit_server, chunks, content_type)
+    too_large = {"detail": f"the request is invalid: its body is over the limit of {limit:,} bytes"}
+    assert (status, answer) == (413, too_large)
+
+    small = encoded(page(ring()))  # the same digit as a PNG, under the limit
+    status, answer = post_image(small_limit_server, small)
+    assert_an_answer(status, answer)
+    labels, probabilities, digit = expected_answer(model, small)
+    assert [guess["label"] for guess in answer["top"]] == labels
+    assert [guess["probability"] for guess in answer["top"]] == pytest.approx(probabilities, abs=1e-6)
+    assert np.array_equal(pixels(answer["input"]), digit)
+    assert small_limit_server.process.poll() is None, "".join(small_limit_server.log)
+
+
+@pytest.mark.slow
+def test_the_real_server_answers_concurrent_requests_as_it_answers_them_one_at_a_time(
+    small_limit_server: Server, model: InferenceModel, mnist_test: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    """The handler runs in worker threads sharing one model: no request may see another's digit."""
+    digits = real_digits_png(mnist_test, 8)
+    alone = [post_image(small_limit_server, content) for content in digits]
+    start = threading.Barrier(len(digits), timeout=REQUEST_SECONDS)
+
+    def at_once(content: bytes) -> tuple[int, dict]:
+        start.wait()  # every thread sends at the same moment
+        return post_image(small_limit_server, content)
+
+    with ThreadPoolExecutor(len(digits)) as pool:
+        together = list(pool.map(at_once, digits, timeout=REQUEST_SECONDS * 2))
+    for content, (status, answer) in zip(digits, together, strict=True):
+        assert_an_answer(status, answer)
+        labels, probabilities, digit = expected_answer(model, content)
+        assert [guess["label"] for guess in answer["top"]] == labels
+        assert [guess["probability"] for guess in answer["top"]] == pytest.approx(probabilities, abs=1e-6)
+        assert np.array_equal(pixels(answer["input"]), digit)
+    assert together == alone
+    assert len({answer["input"] for _, answer in together}) == len(digits)  # distinct digits: none mixed up
+
+
+@pytest.mark.slow
+def test_serve_refuses_a_port_in_use_in_one_line(trained_run: TrainedRun, tmp_path: Path) -> None:
+    """Refused before the checkpoint is loaded, not left to uvicorn's log lines after it."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        command = [str(trained_run.best), "--port", str(port)]
+        result = run_script("serve.py", *command, data_dir=tmp_path, cwd=tmp_path, timeout=STARTUP_SECONDS)
+    message = f"--port {port} is invalid: it is in use; give another port, or 0 for a free one"
+    assert (result.returncode, result.stderr) == (2, f"error: {message}\n")
 
 
 def stroke(tab: Page, points: list[tuple[float, float]]) -> None:
