@@ -1,5 +1,6 @@
-"""A throwaway PostgreSQL server for the tests: initdb in a temporary dir, started with pg_ctl on a
-free local port, stopped and removed at the end.
+"""A throwaway PostgreSQL server for the tests: initdb in a temporary dir, started with pg_ctl
+listening on a Unix socket in that dir only (no TCP port is taken, so no other process can race
+for it), stopped and removed at the end.
 
 PostgreSQL refuses to run as root, so as root (CI, these machines) the server runs as the
 `postgres` user that Debian's package creates, in a dir of its own under /tmp (pytest's temporary
@@ -10,31 +11,49 @@ import getpass
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 USER, PASSWORD, DATABASE = "sweeper", "sweeper-secret", "studies"
+# With no TCP listener the port only names the socket file, <socket dir>/.s.PGSQL.<port>; the
+# socket dir is the server's own, so any number will do.
+PORT = 5432
 
 
 @dataclass(frozen=True)
 class Server:
-    host: str
-    port: int
+    socket_dir: Path
+    port: int = PORT
 
-    def url(self, password: str = PASSWORD, port: int | None = None, database: str = DATABASE) -> str:
-        """A database's URL as Optuna and SQLAlchemy take it, driven by psycopg 3."""
-        return f"postgresql+psycopg://{USER}:{password}@{self.host}:{port or self.port}/{database}"
+    def url(self, password: str = PASSWORD, database: str = DATABASE, socket_dir: Path | None = None) -> str:
+        """A database's URL as Optuna and SQLAlchemy take it, driven by psycopg 3, which connects
+        through the socket in `socket_dir` (the server's unless told another)."""
+        host = socket_dir or self.socket_dir
+        return f"postgresql+psycopg://{USER}:{password}@/{database}?host={host}&port={self.port}"
+
+    def heartbeat(self, study_name: str, trial_number: int, database: str = DATABASE) -> datetime | None:
+        """When the trial's worker last recorded a heartbeat for it (Optuna's trial_heartbeats table)."""
+        import psycopg
+
+        query = (
+            "SELECT heartbeat FROM trial_heartbeats JOIN trials USING (trial_id) "
+            "JOIN studies USING (study_id) WHERE study_name = %s AND number = %s"
+        )
+        login = f"host={self.socket_dir} port={self.port} user={USER} password={PASSWORD} dbname={database}"
+        with psycopg.connect(login) as connection:
+            row = connection.execute(query, (study_name, trial_number)).fetchone()
+        return row[0] if row else None
 
     def new_database(self, name: str) -> str:
         """An empty database: its URL."""
         import psycopg
 
-        admin = f"host={self.host} port={self.port} user={USER} password={PASSWORD} dbname=postgres"
+        admin = f"host={self.socket_dir} port={self.port} user={USER} password={PASSWORD} dbname=postgres"
         with psycopg.connect(admin, autocommit=True) as connection:
             connection.execute(f"CREATE DATABASE {name}")
         return self.url(database=name)
@@ -51,19 +70,14 @@ def server_binaries() -> Path:
     return Path(pg_ctl).parent
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @contextmanager
 def postgres_server() -> Iterator[Server]:
-    """A running server with a database `studies` of the user `sweeper` (password login), then gone."""
+    """A running server with a database `studies` of the user `sweeper` (password login, through
+    the socket too), then gone."""
     as_root = os.geteuid() == 0
     run_as = ["runuser", "-u", "postgres", "--"] if as_root else []
     owner = pwd.getpwnam("postgres" if as_root else getpass.getuser())
-    bin_dir, port = server_binaries(), free_port()
+    bin_dir = server_binaries()
     base = Path(tempfile.mkdtemp(prefix="pytest-postgres-"))
     try:
         os.chown(base, owner.pw_uid, owner.pw_gid)
@@ -75,12 +89,13 @@ def postgres_server() -> Iterator[Server]:
         def run(*command: str) -> None:
             subprocess.run([*run_as, *command], check=True, capture_output=True, cwd=base)
 
+        # --auth: scram-sha-256 for local (socket) connections too, so that a wrong password is refused.
         run(str(bin_dir / "initdb"), "-D", str(data), "-U", USER, f"--pwfile={password_file}",
             "--auth=scram-sha-256", "-E", "UTF8")  # fmt: skip
-        options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off"
+        options = f"-p {PORT} -k {base} -c listen_addresses='' -c fsync=off"
         run(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(base / "log"), "-o", options, "-w", "start")
         try:
-            server = Server("127.0.0.1", port)
+            server = Server(base, PORT)
             server.new_database(DATABASE)
             yield server
         finally:

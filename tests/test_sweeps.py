@@ -8,13 +8,16 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import joblib
 import optuna
@@ -23,6 +26,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.utils import instantiate
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
@@ -36,17 +40,28 @@ from mnist_classifier.report import main as report_main
 from mnist_classifier.studies import open_storage, trial_pruning
 
 from .conftest import CONF_DIR, ROOT, run_script, user_environment
-from .postgres import Server, free_port, postgres_server
+from .postgres import Server, postgres_server
 
 # One epoch of a few batches: 80 training images in batches of 16.
 TINY_JOB = ["data.val_size=40", "data.batch_size=16", "trainer.max_epochs=1"]
-# Workers notice a dead worker's trial within seconds.
-QUICK_HEARTBEAT = ["hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=5"]
+# Workers notice a dead worker's trial within seconds: a heartbeat every second, and a trial without
+# one for GRACE_S taken for a dead worker's. A live worker on a loaded machine must never go that
+# long without one (its trial would be failed under it), so the grace is many intervals.
+GRACE_S = 20
+QUICK_HEARTBEAT = ["hydra.sweeper.heartbeat_interval=1", f"hydra.sweeper.grace_period={GRACE_S}"]
+
+
+def tiny_job(*extra: str) -> list[str]:
+    """TINY_JOB with the `extra` overrides: one of the same key takes its place (a grid's swept keys
+    keep their order, which numbers the jobs), the others follow."""
+    given = {override_key(line): line for line in extra}
+    job = [given.pop(override_key(line), line) for line in TINY_JOB]
+    return [*job, *(line for line in extra if override_key(line) in given)]
 
 
 def sweep(*overrides: str, data_dir: Path, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     """A sweep as a user starts it; outputs/ is under `cwd` unless the overrides say otherwise."""
-    return run_script("train.py", "-m", *TINY_JOB, *overrides, data_dir=data_dir, cwd=cwd)
+    return run_script("train.py", "-m", *tiny_job(*overrides), data_dir=data_dir, cwd=cwd)
 
 
 def start(args: list[str], data_dir: Path, log: Path, **env: str) -> subprocess.Popen:
@@ -62,11 +77,23 @@ def start(args: list[str], data_dir: Path, log: Path, **env: str) -> subprocess.
         )
 
 
-def wait_for(condition: Callable[[], object], timeout: float = 300) -> None:
+def wait_for(
+    condition: Callable[[], object],
+    *running: subprocess.Popen,
+    what: str = "",
+    timeout: float = 300,
+    poll_s: float = 0.1,
+) -> None:
+    """Poll `condition` until it holds; fail at the deadline, or at once when one of the `running`
+    processes, which the condition waits on, has ended."""
     deadline = time.monotonic() + timeout
     while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.2)
+        ended = [process for process in running if process.poll() is not None]
+        assert not ended, (
+            f"{ended[0].args} exited with {ended[0].returncode} before {what or 'the condition'}"
+        )
+        assert time.monotonic() < deadline, f"timed out waiting for {what or 'the condition'}"
+        time.sleep(poll_s)
 
 
 def report_rows(sweep_dir: Path) -> list[dict[str, str]]:
@@ -227,10 +254,10 @@ class SharedStudy:
 
 def start_worker(study: SharedStudy, n_trials: int, sweep_dir: Path, data_dir: Path, *extra: str) -> Worker:
     """A worker of the shared study; the `extra` overrides replace those of TINY_JOB."""
-    job = [line for line in TINY_JOB if override_key(line) not in {override_key(other) for other in extra}]
-    args = ["-m", "hparams_search=optuna", *job, *QUICK_HEARTBEAT, f"hydra.sweep.dir={sweep_dir}"]
-    args += [f"hydra.sweeper.storage={study.storage}", f"hydra.sweeper.study_name={study.name}"]
-    args += [f"hydra.sweeper.n_trials={n_trials}", *extra]
+    args = ["-m", "hparams_search=optuna", *QUICK_HEARTBEAT, f"hydra.sweep.dir={sweep_dir}"]
+    # Quoted: a socket's URL holds `?`, `&` and `=`, which Hydra takes unquoted for syntax.
+    args += [f"hydra.sweeper.storage='{study.storage}'", f"hydra.sweeper.study_name={study.name}"]
+    args += [f"hydra.sweeper.n_trials={n_trials}", *tiny_job(*extra)]
     return Worker(sweep_dir, start(args, data_dir, sweep_dir.parent / f"{sweep_dir.name}.log"))
 
 
@@ -270,11 +297,22 @@ def postgres_study(
     n_trials = counted(study.trials) + 4
     # The worker to kill runs long trials, so that it is still in one when the others are in theirs.
     victim = start_worker(study, n_trials, base / "round1-victim", tiny_mnist, "trainer.max_epochs=500")
-    wait_for(victim.run_dirs)
+    wait_for(victim.run_dirs, victim.process, what="the victim's trial")
     others = [start_worker(study, n_trials, base / f"round1-{k}", tiny_mnist) for k in range(2)]
-    wait_for(lambda: any(worker.run_dirs() for worker in others))  # a live trial beside the victim's
-    running = {trial.number for trial in study.trials if trial.state == TrialState.RUNNING}
-    (study.victim_trial,) = {int(path.name.split("_")[0]) for path in victim.run_dirs()} & running
+    # A live trial beside the victim's (which runs for minutes: it is killed while in it).
+    wait_for(
+        lambda: any(worker.run_dirs() for worker in others),
+        victim.process,
+        *(worker.process for worker in others),
+        what="a trial of another worker",
+    )
+    (study.victim_trial,) = {int(path.name.split("_")[0]) for path in victim.run_dirs()}
+    assert study.trials[study.victim_trial].state == TrialState.RUNNING
+    # Its worker's thread beats for it while it runs, not only once as it starts.
+    first_beat = postgres.heartbeat(study.name, study.victim_trial)
+    assert first_beat is not None
+    wait_for(lambda: postgres.heartbeat(study.name, study.victim_trial) > first_beat, victim.process,
+             what="a heartbeat of the victim's trial after its first", timeout=60)  # fmt: skip
     victim.process.send_signal(signal.SIGKILL)
     for worker in others:
         assert worker.process.wait(timeout=600) == 0, worker.log
@@ -355,36 +393,74 @@ def test_a_killed_workers_trial_is_found_by_its_heartbeat_and_run_again_by_anoth
 
 
 @pytest.mark.slow
-def test_optuna_dashboard_shows_the_shared_study(postgres_study: SharedStudy, tmp_path: Path) -> None:
-    port = free_port()
-    with (tmp_path / "dashboard.log").open("w") as log:
-        dashboard = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "optuna-dashboard"),
-                postgres_study.storage,
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+@pytest.mark.parametrize("shared", ["postgres_study", "journal_study"])
+def test_workers_of_a_study_draw_their_own_values(shared: str, request) -> None:
+    study: SharedStudy = request.getfixturevalue(shared)
+    # Each worker's sampler is seeded by its first trial's number: workers started together, with
+    # the same configured seed, would otherwise draw the same values, trial for trial. Only a
+    # retry of a dead worker's trial repeats values: that trial's own.
+    drawn = [
+        json.dumps(trial.params, sort_keys=True) for trial in study.trials if retried_from(trial) is None
+    ]
+    assert len(drawn) == len(study.trials) - (study.victim_trial is not None)
+    assert len(set(drawn)) == len(drawn), drawn
+    # The first trials, those of the workers started together, hold their samplers' first draws: the
+    # configured sampler's, seeded with the configured seed plus the trial's number. (The values are
+    # drawn in the order of the search space; TINY_JOB fixes the batch size.)
+    cfg = composed("hparams_search=optuna")
+    order = [
+        name for name in cfg.hydra.sweeper.params if name not in {override_key(line) for line in TINY_JOB}
+    ]
+    for trial in study.trials[: len(study.rounds[0].workers)]:
+        assert set(trial.distributions) == set(order)  # all of the search space, no more
+        sampler = optuna.samplers.TPESampler(seed=cfg.seed + trial.number, constant_liar=True)
+        replayed = optuna.create_study(sampler=sampler).ask()
+        optuna_sweeper.suggest(replayed, {name: trial.distributions[name] for name in order})
+        assert replayed.params == trial.params, trial.number
+
+
+def test_a_workers_sampler_is_the_configured_one_with_its_seed_offset_by_its_first_trial() -> None:
+    sweeper = instantiate(composed("hparams_search=optuna", "seed=7").hydra.sweeper)
+
+    def draws(sampler: optuna.samplers.BaseSampler) -> list[float]:
+        study = optuna.create_study(sampler=sampler)
+        return [study.ask().suggest_float("lr", 1e-4, 0.1, log=True) for _ in range(3)]
+
+    assert isinstance(sweeper._sampler(3), optuna.samplers.TPESampler)
+    assert draws(sweeper._sampler(3)) == draws(optuna.samplers.TPESampler(seed=10, constant_liar=True))
+    assert draws(sweeper._sampler(3)) == draws(sweeper._sampler(3))
+    assert draws(sweeper._sampler(3)) != draws(sweeper._sampler(4))
+
+
+class QuietRequests(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # no line per request on stderr
+        pass
+
+
+@pytest.mark.slow
+def test_optuna_dashboard_shows_the_shared_study(postgres_study: SharedStudy) -> None:
+    import optuna_dashboard
+
+    # The dashboard's app (what the optuna-dashboard command serves) on a port the system picks as
+    # it binds: no other process can take it between the choice and the bind.
+    app = optuna_dashboard.wsgi(postgres_study.storage)
+    server = make_server("127.0.0.1", 0, app, handler_class=QuietRequests)
+    serving = threading.Thread(target=server.serve_forever, name="dashboard", daemon=True)
+    serving.start()
     try:
-
-        def studies() -> list[dict] | None:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5) as response:
-                    return json.load(response)["study_summaries"]
-            except OSError:
-                return None
-
-        wait_for(studies, timeout=60)
-        (shown,) = studies()
+        base = f"http://127.0.0.1:{server.server_port}/api/studies"
+        with urllib.request.urlopen(base, timeout=60) as response:
+            (shown,) = json.load(response)["study_summaries"]
         assert shown["study_name"] == postgres_study.name
+        with urllib.request.urlopen(f"{base}/{shown['study_id']}", timeout=60) as response:
+            trials = json.load(response)["trials"]
+        assert sorted(trial["number"] for trial in trials) == [
+            trial.number for trial in postgres_study.trials
+        ]
     finally:
-        dashboard.terminate()
-        dashboard.wait()
+        server.shutdown()
+        serving.join()
+        server.server_close()
 
 
 @pytest.mark.slow
@@ -406,7 +482,8 @@ def test_a_storage_that_cannot_be_used_is_refused_in_one_line(
     case: str, postgres: Server, tmp_path: Path
 ) -> None:
     storage, reason = {
-        "unreachable": (postgres.url(port=free_port()), "Connection refused"),
+        # A socket dir where no server listens.
+        "unreachable": (postgres.url(socket_dir=tmp_path), "No such file or directory"),
         "wrong password": (
             postgres.url(password="wrong"),
             'password authentication failed for user "sweeper"',
@@ -439,6 +516,40 @@ def test_a_sweep_refuses_a_study_of_the_other_direction_in_one_line_before_any_t
     assert not list(tmp_path.glob("*/.hydra"))  # no job started
 
 
+@pytest.mark.slow
+def test_a_trial_the_pruner_stops_is_pruned_in_the_study_in_its_record_and_in_the_report(
+    tiny_mnist: Path, tmp_path: Path
+) -> None:
+    # A pruner that stops every trial at its first report, after epoch 1 of 2: val/acc is never 1.5.
+    pruner = "callbacks.optuna_pruning.pruner"
+    result = sweep(
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=1",
+        "trainer.max_epochs=2",
+        "pruner=none",
+        f"{pruner}._target_=optuna.pruners.ThresholdPruner",
+        f"+{pruner}.lower=1.5",
+        f"+{pruner}.n_warmup_steps=0",
+        f"hydra.sweep.dir={tmp_path}",
+        data_dir=tiny_mnist,
+    )
+    assert result.returncode == 0, result.stderr  # a pruned trial is no failure of the sweep
+    (trial,) = trials_of(f"sqlite:///{tmp_path}/optuna.db", "lenet")
+    assert trial.state == TrialState.PRUNED
+    assert list(trial.intermediate_values) == [0]  # reported after the first epoch, then stopped
+    (run_dir,) = (path.parent for path in tmp_path.glob("*/job.json"))
+    assert run_dir.name.startswith(f"{trial.number}_")
+    assert "epoch 1/2:" in (run_dir / "train.log").read_text()
+    assert "epoch 2/2:" not in (run_dir / "train.log").read_text()
+    record = json.loads((run_dir / "job.json").read_text())
+    assert (record["status"], record["error"]) == ("pruned", "Trial was pruned at epoch 0.")
+    assert "traceback" not in record  # not a failure
+    assert trial.user_attrs["job"]["status"] == "pruned"
+    (row,) = report_rows(tmp_path)
+    assert (row["run_dir"], row["status"], row["best_val_acc"]) == (run_dir.name, "pruned", "")
+    assert "1 jobs: 0 finished, 1 pruned, 0 failed" in (tmp_path / "report.md").read_text()
+
+
 # -- DDP and SLURM requeue ----------------------------------------------------------------------
 
 
@@ -467,15 +578,64 @@ def test_a_ddp_trial_runs_its_ranks_in_its_own_run_dir_without_a_sweep_per_rank(
     assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 3
 
 
+def global_step(checkpoint: Path) -> int:
+    return torch.load(checkpoint, weights_only=True)["global_step"]
+
+
+def logged_steps(run_dir: Path, tag: str) -> list[list[int]]:
+    """The steps at which each process that ran in the run dir logged `tag`, process by process in
+    the order they started. A process may write several event files, which TensorBoard names
+    events.out.tfevents.TIME.HOST.PID.N, N counting that process's files."""
+
+    def named(path: Path) -> tuple[int, str, int]:
+        fields = path.name.split(".")
+        return int(fields[3]), fields[-2], int(fields[-1])
+
+    by_process: dict[str, list[int]] = {}  # in the order the processes' first files were written
+    for path in sorted(run_dir.glob("events.out.tfevents.*"), key=named):
+        _, pid, _ = named(path)
+        for event in EventFileLoader(str(path)).Load():
+            by_process.setdefault(pid, []).extend(
+                event.step for value in event.summary.value if value.tag == tag
+            )
+    return list(by_process.values())
+
+
+class SavedCheckpoints:
+    """Watches a run's last.ckpt. Lightning writes a checkpoint to a temporary file and renames it
+    into place, so a new inode there is a new, whole checkpoint."""
+
+    def __init__(self, path: Path, steps_per_epoch: int, every: int) -> None:
+        self.path, self.steps_per_epoch, self.every = path, steps_per_epoch, every
+        self.seen = self.identity()
+
+    def identity(self) -> tuple[int, int] | None:
+        try:
+            status = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return status.st_ino, status.st_mtime_ns
+
+    def saved_early_in_an_epoch(self, after: int) -> bool:
+        """Whether the first checkpoint of an epoch past step `after` was saved since the last look."""
+        identity = self.identity()
+        if identity is None or identity == self.seen:
+            return False
+        self.seen = identity
+        step = global_step(self.path)
+        return step > after and step % self.steps_per_epoch == self.every
+
+
 @pytest.mark.slow
-def test_a_requeued_slurm_job_continues_from_its_checkpoint_with_its_step_count(
+def test_a_slurm_job_requeued_twice_continues_from_its_checkpoints_with_its_step_count_and_curves(
     tiny_mnist: Path, tmp_path: Path
 ) -> None:
-    # SLURM as Lightning sees it in a job, and an scontrol that records the requeue it is asked for.
+    # SLURM as Lightning sees it in a job, and an scontrol that records each requeue it is asked for.
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
+    requeues = tmp_path / "requeues"
     scontrol = bin_dir / "scontrol"
-    scontrol.write_text(f'#!/bin/sh\necho "$@" > {tmp_path / "requeued"}\n')
+    scontrol.write_text(f'#!/bin/sh\necho "$@" >> {requeues}\n')
     scontrol.chmod(0o755)
     slurm = {
         "SLURM_JOB_ID": "4242",
@@ -486,28 +646,78 @@ def test_a_requeued_slurm_job_continues_from_its_checkpoint_with_its_step_count(
     slurm |= {"SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0", "SLURM_NODELIST": "localhost"}
     slurm["PATH"] = f"{bin_dir}:{user_environment(tiny_mnist)['PATH']}"
     run_dir = tmp_path / "run"
-    args = ["data.val_size=40", "data.batch_size=16", "trainer.max_epochs=20", f"hydra.run.dir={run_dir}"]
-    args += ["callbacks.last_checkpoint.every_n_train_steps=1", "trainer.accelerator=cpu"]
+    last = run_dir / "checkpoints" / "last.ckpt"
+    # 8 epochs of 100 steps (100 images in batches of 1), last.ckpt every 25 steps, the logs every 50.
+    # A run is signalled as soon as it has saved the first checkpoint of an epoch: with hundreds of
+    # steps still to run, 24 before it logs or saves again, and 75 before its epoch ends. Lightning's
+    # handler of the signal saves a checkpoint and flushes the loggers, which breaks a save of the
+    # run's own that it interrupts (the run fails) or a log write (the run hangs); and a run
+    # resumed from a checkpoint saved at an epoch's end, stopped and resumed again, trains a step
+    # too many. So the signals are sent where none of that can happen.
+    steps_per_epoch, total, log_every = 100, 8 * 100, 50
+    args = ["data.val_size=20", "data.batch_size=1", "trainer.max_epochs=8", f"hydra.run.dir={run_dir}"]
+    args += ["callbacks.last_checkpoint.every_n_train_steps=25", f"trainer.log_every_n_steps={log_every}"]
+    args += ["trainer.accelerator=cpu"]
+    jobs: list[subprocess.Popen] = []
 
-    job = start(args, tiny_mnist, tmp_path / "first.log", **slurm)
-    # From its first step on (while 99 remain), the job is signalled as SLURM would.
-    wait_for(lambda: (run_dir / "checkpoints" / "last.ckpt").exists() or job.poll() is not None)
-    job.send_signal(signal.SIGUSR1)  # what SLURM sends signal_delay_s before the job's end
-    wait_for(lambda: (tmp_path / "requeued").exists() or job.poll() is not None)
-    job.send_signal(signal.SIGTERM)  # then SLURM stops the job it requeued
-    assert job.wait(timeout=600) == 1
-    first = (tmp_path / "first.log").read_text()
-    assert (tmp_path / "requeued").read_text().split() == ["requeue", "4242"], first
-    assert "stopped by SIGTERM" in first
-    saved = torch.load(next(run_dir.glob("hpc_ckpt_*.ckpt")), weights_only=True)["global_step"]
-    assert 0 < saved < 100
+    def started(log: Path, **env: str) -> subprocess.Popen:
+        jobs.append(start(args, tiny_mnist, log, **slurm, **env))
+        return jobs[-1]
 
-    again = start(args, tiny_mnist, tmp_path / "again.log", **slurm, SLURM_RESTART_COUNT="1")
-    assert again.wait(timeout=600) == 0, (tmp_path / "again.log").read_text()
-    resumed = (tmp_path / "again.log").read_text().split("resuming from ", 1)[1].split(";")[0]
-    assert Path(resumed) in {*run_dir.glob("hpc_ckpt_*.ckpt"), run_dir / "checkpoints" / "last.ckpt"}
-    # 20 epochs of 5 steps in all, as if never stopped.
-    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 100
+    def requeued(job: subprocess.Popen, log: Path, count: int) -> None:
+        """What SLURM does signal_delay_s before a job's end: the signal on which Lightning saves an
+        hpc checkpoint and asks scontrol to requeue the job; then the job stopped."""
+        job.send_signal(signal.SIGUSR1)
+        wait_for(lambda: requeues.exists() and len(requeues.read_text().splitlines()) == count,
+                 job, what=f"requeue {count}", timeout=120, poll_s=0.01)  # fmt: skip
+        job.send_signal(signal.SIGTERM)
+        assert job.wait(timeout=600) == 1, log.read_text()
+        assert "stopped by SIGTERM" in log.read_text()
+
+    resumed_at = []  # the step each requeued run resumed from
+    try:
+        saved_checkpoints = SavedCheckpoints(last, steps_per_epoch, every=25)
+        job = started(tmp_path / "run0.log")
+        first_checkpoint = partial(saved_checkpoints.saved_early_in_an_epoch, after=0)
+        wait_for(first_checkpoint, job, what="a first checkpoint", poll_s=0.01)
+        requeued(job, tmp_path / "run0.log", 1)
+        for restart in (1, 2):
+            saved = {path: global_step(path) for path in [*run_dir.glob("hpc_ckpt_*.ckpt"), last]}
+            saved_checkpoints = SavedCheckpoints(last, steps_per_epoch, every=25)
+            log = tmp_path / f"run{restart}.log"
+            job = started(log, SLURM_RESTART_COUNT=str(restart))
+            if restart == 1:  # requeued again, once it has trained on past its checkpoint
+                going_on = partial(saved_checkpoints.saved_early_in_an_epoch, after=max(saved.values()))
+                wait_for(going_on, job, what="a checkpoint of the requeued run", poll_s=0.01)
+                requeued(job, log, 2)
+            else:
+                assert job.wait(timeout=600) == 0, log.read_text()
+            output = log.read_text()
+            assert "resuming from " in output, output  # not a new start
+            resumed = Path(output.split("resuming from ", 1)[1].split(";")[0])
+            assert resumed in saved, output
+            resumed_at.append(saved[resumed])
+    finally:
+        for job in jobs:
+            if job.poll() is None:  # a failed check above: not left running
+                job.kill()
+                job.wait()
+
+    assert requeues.read_text().splitlines() == ["requeue 4242"] * 2
+    # Each signal landed while its run trained: the first after it began, the second after the
+    # requeued run had gone on from where the first stopped.
+    hpc = [global_step(run_dir / f"hpc_ckpt_{number}.ckpt") for number in (1, 2)]
+    assert 0 < hpc[0] <= resumed_at[0] < hpc[1] <= resumed_at[1] < total, (hpc, resumed_at)
+    assert all(step % steps_per_epoch for step in resumed_at), f"stopped at an epoch's end: {resumed_at}"
+    assert global_step(last) == total  # 8 epochs of 100 steps in all, as if never stopped
+    # The curves go on in the same TensorBoard run: each requeued run logs the steps an unstopped
+    # run logs, from the step it resumed at on, and the three runs together log each of them once.
+    logged = list(range(log_every - 1, total, log_every))
+    first, *requeued_runs = logged_steps(run_dir, "train/loss_step")
+    assert first == logged[: len(first)]
+    for steps, resumed_step in zip(requeued_runs, resumed_at, strict=True):
+        assert steps and steps == [step for step in logged if step >= resumed_step][: len(steps)]
+    assert sorted(step for steps in [first, *requeued_runs] for step in steps) == logged
 
 
 @pytest.fixture
