@@ -834,6 +834,14 @@ def finished(val: float, test: float) -> dict:
     }
 
 
+def test_the_report_of_a_sweep_that_varied_nothing_is_a_whole_table(tmp_path: Path) -> None:
+    write_job(tmp_path, "0_seed=1", ["seed=1"], finished(0.90, 0.89))
+    assert report_main([str(tmp_path)]) == 0
+    table = [line for line in (tmp_path / "report.md").read_text().splitlines() if line.startswith("|")]
+    assert table[0] == "| rank | job | best val acc | test acc | epochs | wall s | status |"
+    assert {line.count("|") for line in table} == {8}  # the header, the rule and the row alike
+
+
 def test_the_report_ranks_jobs_and_gives_mean_and_std_across_seeds(tmp_path: Path, capsys) -> None:
     write_job(tmp_path, "0_lr=0.1,seed=1", ["lr=0.1", "seed=1"], finished(0.90, 0.89))
     write_job(tmp_path, "1_lr=0.1,seed=2", ["lr=0.1", "seed=2"], finished(0.94, 0.93))

@@ -151,7 +151,9 @@ def markdown(title: str, jobs: list[Job]) -> str:
         f"Common overrides: `{' '.join(common_overrides(jobs)) or 'none'}`",
         f"Best: {_best(finished[0]) if finished else 'none finished'}",
         "",
-        "| rank | job | " + " | ".join(keys) + " | best val acc | test acc | epochs | wall s | status |",
+        "| "
+        + " | ".join(["rank", "job", *keys, "best val acc", "test acc", "epochs", "wall s", "status"])
+        + " |",
         "|" + " --- |" * (len(keys) + 7),
     ]
     for position, job in enumerate(jobs, start=1):

@@ -80,7 +80,11 @@ def open_storage(
             retry = RetryHeartbeatStaleTrialCallback(max_retry) if heartbeat_interval and max_retry else None
             return connected(storage, heartbeat_interval, grace_period, retry)
     except Exception as error:  # the driver's and SQLAlchemy's errors: connection, login, URL, rights
-        reason = one_line(error.__cause__ or error).removeprefix("connection failed: ")
+        reason = (
+            one_line(error.__cause__ or error)
+            .removeprefix("connection failed: ")
+            .removeprefix("connection is bad: ")
+        )
         raise BadInput(
             f"{STORAGE_KEY}={shown_storage(storage)} is invalid: {reason}; {STORAGES_ALLOWED}"
         ) from error
