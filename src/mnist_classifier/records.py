@@ -27,9 +27,10 @@ from mnist_classifier.config import override_key
 from mnist_classifier.errors import one_line
 
 # The instruction set the CPU kernels of ATen, oneDNN and MKL may use. Left to choose, each takes the
-# widest the CPU has (AVX-512, AMX), and sums in another order on a machine that has other ones, so
-# the same seed trains to other figures; AVX2 is on every x86-64 CPU of the last decade and costs
-# this project's nets little (docs/benchmarks.md). Set a variable yourself to let it choose.
+# widest the CPU has (AVX-512, AMX) and sums in another order on a machine that has other ones, so
+# the same seed trains to other figures. AVX2 is on every x86-64 CPU of the last decade; on a CPU
+# with AMX it costs LeNet's convolutions some speed (docs/benchmarks.md). A variable set in the
+# environment wins: ONEDNN_MAX_CPU_ISA=ALL trades the portable figures for that speed.
 CPU_NUMERICS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2"}
 ENVIRONMENT_FILE = "environment.json"  # in <run dir>/.hydra/, beside config.yaml and overrides.yaml
 PACKAGES = (
