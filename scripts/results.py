@@ -141,11 +141,14 @@ def main(argv: list[str]) -> int:
     parser = ArgumentParser(prog="scripts/results.py", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     to_run = commands.add_parser("run", help="train the recipes with each seed")
-    to_run.add_argument("names", nargs="*", choices=[recipe.name for recipe in RECIPES], metavar="RECIPE")
+    to_run.add_argument("names", nargs="*", metavar="RECIPE", help="default: all of them")
     table = commands.add_parser("table", help="print the tables from the recipes' sweeps")
     table.add_argument("--readme", type=Path, help="write them between the results markers of this file")
     args = parser.parse_args(argv)
     if args.command == "run":
+        known = [recipe.name for recipe in RECIPES]
+        if unknown := [name for name in args.names if name not in known]:
+            raise BadInput(f"{unknown[0]} is invalid: give recipes of {', '.join(known)}")
         for recipe in RECIPES:
             if not args.names or recipe.name in args.names:
                 run(recipe)

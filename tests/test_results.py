@@ -96,3 +96,13 @@ def test_every_recipe_is_a_command_that_composes_validates_and_chooses_its_optio
     for override in recipe.overrides:
         group, option = override.split("=")
         assert cfg.hydra.runtime.choices[group] == option
+
+
+def test_an_unknown_recipe_is_refused_in_one_line_before_anything_runs(capsys) -> None:
+    with pytest.raises(SystemExit) as stop:
+        results.main(["run", "default", "lenet_huge"])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: lenet_huge is invalid: give recipes of default, lenet_best, lenet_fast, mlp, mlp_best, "
+        "fashion_default, fashion_best"
+    )
