@@ -8,7 +8,8 @@ shows the label, the three likeliest with their probabilities, and the 28x28 the
 answers {"label", "probability", "top": [3 x {"label", "probability"}], "input": <the 28x28, a PNG data
 URL>}. Images go through the same preprocessing as predict.py's; a bad upload is answered 4xx with
 {"detail": "<one line>"} and a body over --max-upload-mb with 413. --port 0 picks a free port (the log
-says which); a port in use is refused at once, before the checkpoint is loaded. Serves until Ctrl+C.
+says which); a port in use is refused at once, before the checkpoint is loaded. Serves until Ctrl+C
+(exit status 0).
 """
 
 import errno
@@ -45,7 +46,9 @@ def check_can_listen(host: str, port: int) -> None:
                     raise BadInput(
                         f"--port {port} is invalid: it needs privileges; give a port above 1023, or 0"
                     ) from None
-                raise BadInput(f"--host {host} is invalid: {error.strerror}") from None
+                raise BadInput(
+                    f"--host {host} is invalid: {error.strerror}; give an address of this machine"
+                ) from None
 
 
 @entry_point
@@ -73,7 +76,7 @@ def main(argv: list[str]) -> int:
     with reading_input():
         model = load_for_inference(args.checkpoint)
     app = create_app(model, max_upload_bytes=round(args.max_upload_mb * 2**20))
-    uvicorn.run(app, host=args.host, port=args.port)
+    uvicorn.run(app, host=args.host, port=args.port)  # Ctrl+C: shuts down and returns
     return 0
 
 

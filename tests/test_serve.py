@@ -14,6 +14,7 @@ import itertools
 import json
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -151,8 +152,12 @@ def test_the_page_is_served_with_its_canvas(client: TestClient) -> None:
         (["{tmp}/none.ckpt"], "{tmp}/none.ckpt is invalid: no such checkpoint file"),
         (["{ckpt}", "--port", "70000"], "--port 70000 is invalid: give 0 to 65535"),
         (["{ckpt}", "--max-upload-mb", "0"], "--max-upload-mb 0.0 is invalid: give a number of MB > 0"),
+        (
+            ["{ckpt}", "--host", "192.0.2.1"],
+            "--host 192.0.2.1 is invalid: Cannot assign requested address; give an address of this machine",
+        ),
     ],
-    ids=["checkpoint", "port", "limit"],
+    ids=["checkpoint", "port", "limit", "foreign host"],
 )
 def test_serve_refuses_bad_input_in_one_line_before_serving(
     trained_run: TrainedRun, tmp_path: Path, capsys: pytest.CaptureFixture, argv: list[str], message: str
@@ -161,6 +166,20 @@ def test_serve_refuses_bad_input_in_one_line_before_serving(
         script_module("serve.py").main([arg.format(tmp=tmp_path, ckpt=trained_run.best) for arg in argv])
     assert stop.value.code == 2
     assert capsys.readouterr().err == f"error: {message.format(tmp=tmp_path)}\n"
+
+
+def test_serve_refuses_a_port_in_use_on_an_ipv6_address(
+    trained_run: TrainedRun, capsys: pytest.CaptureFixture
+) -> None:
+    with socket.socket(socket.AF_INET6) as taken:
+        taken.bind(("::1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(SystemExit) as stop:
+            script_module("serve.py").main([str(trained_run.best), "--host", "::1", "--port", str(port)])
+    assert stop.value.code == 2
+    message = f"--port {port} is invalid: it is in use; give another port, or 0 for a free one"
+    assert capsys.readouterr().err == f"error: {message}\n"
 
 
 class Server:
@@ -194,14 +213,16 @@ class Server:
         return self.url
 
     def stop(self) -> None:
-        """Ctrl+C's signal, as a user stops it; killed if it does not stop in time."""
-        self.process.terminate()
+        """Ctrl+C's signal, as a user stops it: serve.py shuts down and exits 0 (killed if it does not
+        stop in time)."""
+        self.process.send_signal(signal.SIGINT)
         try:
-            self.process.wait(timeout=STOP_SECONDS)
+            status = self.process.wait(timeout=STOP_SECONDS)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout=STOP_SECONDS)
             raise AssertionError("serve.py did not stop when told to:\n" + "".join(self.log)) from None
+        assert status == 0, "".join(self.log)
 
 
 def form(content: bytes, name: str = "digit.png") -> tuple[bytes, str]:
