@@ -8,7 +8,7 @@
 # To compare with an older commit: git worktree add /tmp/before <commit>; benchmarks/startup.sh /tmp/before
 set -euo pipefail
 repo=$(realpath "${1:-$(dirname "$0")/..}")
-python=$(realpath "${PYTHON:-$(dirname "$0")/../.venv/bin/python}")
+python=${PYTHON:-$(cd "$(dirname "$0")/.." && pwd)/.venv/bin/python}  # not realpath: the venv's link is what finds its packages
 times=$(mktemp)
 cd "$repo"
 export PYTHONPATH="$repo/src"  # that checkout's package, not the installed one

@@ -2,7 +2,6 @@
 hand-written loop (benchmarks/hand_loop.py), on the same model, optimizer, batch size and tensors.
 
     python benchmarks/step_cost.py                          # LeNet and the MLP at batch 128, microseconds
-    python benchmarks/step_cost.py --models mlp --instructions   # instruction counts (valgrind)
 
 Each row adds one piece to the row above it; the last rows are train.py's path with its progress
 bar (drawn on a terminal only) and with its default augmentation. A row's cost is the slope of a
@@ -12,14 +11,12 @@ epoch's end (the validation pass, checkpoints, dashboards) is timed apart, per e
 over an epoch's steps in the last line.
 
 Microseconds depend on what else the machine runs: the output says how much CPU other processes
-took meanwhile. Instruction counts do not: with --instructions the rows run once under valgrind's
-callgrind, which counts the instructions between two points of the run (slow: minutes a model).
+took meanwhile.
 """
 
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -97,28 +94,11 @@ class Batches:
         return self.count
 
 
-class Counter:
-    """Seconds, or under callgrind instructions, that a call takes: callgrind_control dumps the
-    instruction count since the last dump (its own start costs the same each time, and cancels)."""
-
-    def __init__(self, instructions: bool) -> None:
-        self.instructions, self.dumps = instructions, 0
-        self.out = os.environ.get("STEP_COST_CALLGRIND_OUT", "")
-
-    def dump(self) -> int:
-        subprocess.run(["callgrind_control", "-d", str(os.getpid())], check=True, capture_output=True)
-        self.dumps += 1
-        text = Path(f"{self.out}.{os.getpid()}.{self.dumps}").read_text()
-        return int(next(line for line in text.splitlines() if line.startswith("totals:")).split()[1])
-
-    def __call__(self, work: Callable[[], object]) -> float:
-        if self.instructions:
-            self.dump()
-            work()
-            return float(self.dump())
-        start = time.perf_counter()
-        work()
-        return time.perf_counter() - start
+def timed(work: Callable[[], object]) -> float:
+    """The seconds a call takes."""
+    start = time.perf_counter()
+    work()
+    return time.perf_counter() - start
 
 
 def row_fits(cfg: DictConfig, out: Path, device: str) -> dict[str, Callable[[int, bool], None]]:
@@ -177,7 +157,7 @@ def row_fits(cfg: DictConfig, out: Path, device: str) -> dict[str, Callable[[int
     }, steps_per_epoch
 
 
-def measure(model: str, args: argparse.Namespace, count: Counter) -> dict:
+def measure(model: str, args: argparse.Namespace) -> dict:
     """Each row's cost a step, and the epoch's end of the hand loop and of train.py, over the rounds."""
     with tempfile.TemporaryDirectory() as out:
         overrides = [f"model={model}", f"data.batch_size={args.batch_size}", "augment=none", *args.overrides]
@@ -192,14 +172,14 @@ def measure(model: str, args: argparse.Namespace, count: Counter) -> dict:
                 for steps in (args.short, args.long):
                     with warnings.catch_warnings(record=True) as caught:
                         warnings.simplefilter("always")
-                        seconds[steps] = count(lambda run=run, steps=steps: run(steps, False))
+                        seconds[steps] = timed(lambda run=run, steps=steps: run(steps, False))
                     if row == ROWS[8]:
                         warned[steps] = [f"{w.category.__name__}: {str(w.message)[:70]}" for w in caught]
                 if round == 0:
                     continue
                 per_step[row].append((seconds[args.long] - seconds[args.short]) / (args.long - args.short))
                 if row in epoch_end:
-                    with_end = count(lambda run=run: run(args.short, True))
+                    with_end = timed(lambda run=run: run(args.short, True))
                     epoch_end[row].append(with_end - seconds[args.short])
     return {
         "per_step": {row: statistics.median(values) for row, values in per_step.items()},
@@ -211,14 +191,15 @@ def measure(model: str, args: argparse.Namespace, count: Counter) -> dict:
     }
 
 
-def table(model: str, batch_size: int, result: dict, unit: str, scale: float) -> str:
+def table(model: str, batch_size: int, result: dict) -> str:
     per_step, epoch_end, steps = result["per_step"], result["epoch_end"], result["steps_per_epoch"]
     hand, train = per_step[ROWS[0]], per_step[ROWS[8]]
     hand_end, train_end = epoch_end[ROWS[0]], epoch_end[ROWS[8]]
+    scale = 1e6  # microseconds
     lines = [
         f"**{model}**, batch {batch_size}",
         "",
-        f"| row | {unit} | over the hand loop |",
+        "| row | µs | over the hand loop |",
         "| --- | ---: | ---: |",
     ]
     lines += [
@@ -239,16 +220,6 @@ def table(model: str, batch_size: int, result: dict, unit: str, scale: float) ->
     return "\n".join(lines)
 
 
-def under_callgrind(argv: list[str]) -> int:
-    """This script again, under valgrind's callgrind, counting instructions."""
-    with tempfile.TemporaryDirectory() as out:
-        python = os.path.realpath(sys.executable)  # valgrind must start the interpreter, not a shim
-        prefix = f"{out}/callgrind.out"
-        command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={prefix}.%p", python, __file__]
-        env = os.environ | {"STEP_COST_CALLGRIND_OUT": prefix}
-        return subprocess.run([*command, "--counting", *argv], env=env, cwd=ROOT).returncode
-
-
 @entry_point
 def main(argv: list[str]) -> int:
     parser = ArgumentParser(prog="benchmarks/step_cost.py", description=__doc__.splitlines()[0])
@@ -258,8 +229,6 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--long", type=int, default=240, help="training steps of the long fit")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--instructions", action="store_true", help="count instructions under callgrind")
-    parser.add_argument("--counting", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every row, after --")
     args = parser.parse_args(argv)
     if unknown := [model for model in args.models if model not in MODELS]:
@@ -268,21 +237,15 @@ def main(argv: list[str]) -> int:
         raise BadInput(f"--batch-size {args.batch_size} is invalid: give 1 or more")
     if not 1 <= args.short < args.long:
         raise BadInput(f"--short {args.short} --long {args.long} is invalid: give 1 <= short < long")
-    if args.instructions and not args.counting:
-        return under_callgrind(argv)
     quiet_libraries()
     os.environ.setdefault("MNIST_DATA_DIR", str(ROOT / "data"))
-    count = Counter(args.instructions)
-    if args.instructions:
-        args.rounds = 1  # instruction counts are the same each time
     print(f"torch {torch.__version__}, {args.device}, {torch.get_num_threads()} threads")
     for model in args.models:
         with OtherWork() as cpu:
-            result = measure(model, args, count)
-        unit, scale = ("instructions", 1) if args.instructions else ("µs", 1e6)
-        print(table(model, args.batch_size, result, unit, scale) + "\n")
+            result = measure(model, args)
+        print(table(model, args.batch_size, result) + "\n")
         mine, others = cpu.seconds() or (0.0, 0.0)
-        if not args.instructions and others > 0.1 * mine:
+        if others > 0.1 * mine:
             print(
                 f"BUSY MACHINE: other processes took {others:.0f} CPU s beside these {mine:.0f}: not clean\n"
             )
