@@ -1,11 +1,13 @@
 # make train: set up (once) and train with the defaults; ARGS="..." passes Hydra overrides.
 # make test: the whole test suite, as CI runs it, after installing what it needs: the virtual
-# environment, the Debian packages the tests use (make system), then lint and the tests (a test
-# file's tests on one worker, so that its module fixtures, such as the shared studies, are built
-# once). make quick: the quick loop, the tests that neither start processes nor train for real.
+# environment, the Debian packages the tests use (make system), then lint and the tests.
+# make quick: the quick loop, the tests that neither start processes nor train for real.
 VENV := .venv
 PYTHON := $(VENV)/bin/python
-PYTEST_CI := -n 2 --dist loadfile --durations=15 --cov --cov-branch --cov-report=term-missing:skip-covered
+# A test file's tests on one worker, so that its module fixtures (the shared studies) are built once;
+# the longest files first (tests/conftest.py orders them), not xdist's order by number of tests.
+PYTEST_WORKERS := -n 2 --dist loadfile --no-loadscope-reorder
+PYTEST_CI := $(PYTEST_WORKERS) --durations=15 --cov --cov-branch --cov-report=term-missing:skip-covered
 # MNIST: $MNIST_DATA_DIR, else the shared copy beside this checkout, else data/ (downloaded there).
 SHARED_DATA := $(abspath ../shared/data)
 export MNIST_DATA_DIR ?= $(if $(wildcard $(SHARED_DATA)/MNIST/raw),$(SHARED_DATA),$(CURDIR)/data)
@@ -30,4 +32,4 @@ test: $(VENV)/installed system
 	$(PYTHON) scripts/coverage_floor.py
 
 quick: $(VENV)/installed
-	$(PYTHON) -m pytest -m "not slow"
+	$(PYTHON) -m pytest -m "not slow" $(PYTEST_WORKERS)

@@ -22,7 +22,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnist_classifier.config import compose
 from mnist_classifier.datasets import DATASETS, FILES, find_file, read_split
-from mnist_classifier.training import QUIET_LOGGERS
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT / "conf"
@@ -30,10 +29,21 @@ TINY_TRAIN, TINY_TEST = 120, 40
 # A run of a few steps on the tiny data: 80 training images in batches of 16, 40 validated.
 TINY_RUN = ["data.val_size=40", "data.batch_size=16", "trainer.max_epochs=2", "trainer.log_every_n_steps=1"]
 
+# The files whose tests take longest, started first (make test runs with --no-loadscope-reorder, a
+# file to a worker at a time): the short files then fill in, and the two workers end together.
+LONGEST_FIRST = ("test_newcomer.py", "test_sweeps.py", "test_train.py", "test_readme.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: each file's tests keep their order
+
+
 # In-process tests share the machine with the processes that other tests start: one thread each.
 torch.set_num_threads(1)
-# Loggers whose handlers and levels in-process runs change (Hydra's job logging, quiet_libraries).
-LOGGERS = ("", "lightning", "lightning.pytorch", "mnist_classifier", *QUIET_LOGGERS)
 
 
 @pytest.fixture(autouse=True)
@@ -41,8 +51,14 @@ def restored_state() -> Iterator[None]:
     """What an in-process run changes, put back after each test, so that no test sees another's: the
     environment (PL_GLOBAL_SEED, the sweep job's name), the loggers' handlers and levels, the
     random generators, the working directory and the command line."""
+    # Imported here, not with the module: xdist's controller loads this file and runs no test, and
+    # need not wait for Lightning. The loggers are those in-process runs change (Hydra's job logging,
+    # quiet_libraries).
+    from mnist_classifier.training import QUIET_LOGGERS
+
     environ, cwd, argv = dict(os.environ), os.getcwd(), list(sys.argv)
-    loggers = {name: logging.getLogger(name) for name in LOGGERS}
+    names = ("", "lightning", "lightning.pytorch", "mnist_classifier", *QUIET_LOGGERS)
+    loggers = {name: logging.getLogger(name) for name in names}
     handlers = {name: (list(logger.handlers), logger.level) for name, logger in loggers.items()}
     generators = (random.getstate(), np.random.get_state(), torch.get_rng_state())
     yield
@@ -94,10 +110,27 @@ def copy_dataset(source: Path, data_dir: Path) -> Path:
     return data_dir
 
 
-def user_environment(data_dir: Path) -> dict[str, str]:
+# Coverage's setting for the processes a test starts (`patch = ["subprocess"]` puts it in the
+# environment), taken out at the start of the session: see unmeasured_children.
+CHILD_COVERAGE = "COVERAGE_PROCESS_CONFIG"
+measured_children_config: dict[str, str] = {}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def unmeasured_children() -> None:
+    """The processes the tests start run outside coverage unless a test asks for it
+    (user_environment(..., measured=True)): Python 3.11's tracer slows every Python call of a
+    measured process, imports included, and most of what those processes run is covered in process.
+    The tests that are a module's only runner (serve.py's server, the launchers) measure theirs.
+    Session-scoped, so that it comes before the module fixtures that start workers and servers."""
+    if CHILD_COVERAGE in os.environ:
+        measured_children_config[CHILD_COVERAGE] = os.environ.pop(CHILD_COVERAGE)
+
+
+def user_environment(data_dir: Path, measured: bool = False) -> dict[str, str]:
     """The environment of a command run as a user would: MNIST (and Fashion-MNIST) from data_dir,
     no GPU (so the run is the same on every machine), one torch thread (tests run side by side),
-    and errors printed as users see them (no HYDRA_FULL_ERROR)."""
+    and errors printed as users see them (no HYDRA_FULL_ERROR); measured by coverage if `measured`."""
     env = os.environ | {
         "MNIST_DATA_DIR": str(data_dir),
         "FASHION_MNIST_DATA_DIR": str(data_dir),
@@ -105,17 +138,16 @@ def user_environment(data_dir: Path) -> dict[str, str]:
         "OMP_NUM_THREADS": "1",
     }
     env.pop("HYDRA_FULL_ERROR", None)
-    return env
+    return env | (measured_children_config if measured else {})
 
 
 def run_script(
-    script: str, *args: str, data_dir: Path, cwd: Path = ROOT, timeout: float = 600
+    script: str, *args: str, data_dir: Path, cwd: Path = ROOT, timeout: float = 600, measured: bool = False
 ) -> subprocess.CompletedProcess:
     """One of the project's scripts (train.py, eval.py, ...) run as a user runs it, from `cwd`."""
     command = [sys.executable, str(ROOT / script), *args]
-    return subprocess.run(
-        command, cwd=cwd, env=user_environment(data_dir), capture_output=True, text=True, timeout=timeout
-    )
+    env = user_environment(data_dir, measured)
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def script_module(script: str) -> ModuleType:

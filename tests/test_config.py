@@ -46,6 +46,7 @@ def build_everything(cfg) -> None:
         assert isinstance(instantiate(cfg.trainer), Trainer)
 
 
+@pytest.mark.slow  # a composition and a build for each of the options: the quick loop's largest share
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_every_option_of_every_group_composes_validates_and_builds(
     compose_config, group: str, option: str
@@ -171,6 +172,7 @@ def test_preflight_checks_every_swept_value_not_only_the_first(tiny_mnist: Path)
         preflight(["optimizer.lr=0.1,-1"])
 
 
+@pytest.mark.slow  # composes each value of the study's search space
 def test_preflight_checks_a_studys_search_space_with_its_fixed_settings() -> None:
     # lenet_fast fixes scheduler=onecycle and searches its pct_start: the probe must compose both.
     preflight(["-m", "hparams_search=lenet_fast"])

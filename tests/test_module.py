@@ -52,8 +52,8 @@ def test_one_sgd_step_without_momentum_is_the_tutorials_manual_rule(compose_conf
 
 def test_overfits_one_batch() -> None:
     torch.manual_seed(0)
-    classifier = Classifier(LeNet(), nn.CrossEntropyLoss(), optimizer=partial(torch.optim.Adam, lr=3e-3))
-    trainer = quiet_trainer(max_epochs=150, limit_val_batches=0)
+    classifier = Classifier(LeNet(), nn.CrossEntropyLoss(), optimizer=partial(torch.optim.Adam, lr=1e-2))
+    trainer = quiet_trainer(max_epochs=40, limit_val_batches=0)
     trainer.fit(classifier, train_dataloaders=one_batch())
     assert trainer.callback_metrics["train/loss_epoch"] < 0.05
     assert trainer.callback_metrics["train/acc"] == 1.0

@@ -31,7 +31,7 @@ def test_make_train_in_a_fresh_clone_sets_up_and_ends_in_a_checkpoint_and_its_su
     output = result.stdout + result.stderr
     summary = dict(re.findall(r"\[INFO\] - ([a-z ]+):\s+(.*)", output))
     assert tuple(name for name in summary if name in SUMMARY) == SUMMARY
-    assert float(summary["test accuracy"]) > 0.9  # one epoch of the default recipe on the real MNIST
+    assert float(summary["test accuracy"]) >= 0.97  # one epoch of the default recipe on the real MNIST
     checkpoint = Path(summary["checkpoint"])
     assert checkpoint.is_file() and checkpoint.is_relative_to(clone / "outputs")
     assert summary["best epoch"] == "1 of 1"

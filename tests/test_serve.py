@@ -190,7 +190,7 @@ class Server:
     def __init__(self, checkpoint: Path, data_dir: Path, cwd: Path, *options: str) -> None:
         command = [sys.executable, str(ROOT / "serve.py"), str(checkpoint), "--port", "0", *options]
         self.process = subprocess.Popen(
-            command, cwd=cwd, env=user_environment(data_dir), stdout=subprocess.DEVNULL,
+            command, cwd=cwd, env=user_environment(data_dir, measured=True), stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         self.log: list[str] = []

@@ -59,18 +59,20 @@ def tiny_job(*extra: str) -> list[str]:
     return [*job, *(line for line in extra if override_key(line) in given)]
 
 
-def sweep(*overrides: str, data_dir: Path, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+def sweep(
+    *overrides: str, data_dir: Path, cwd: Path = ROOT, measured: bool = False
+) -> subprocess.CompletedProcess:
     """A sweep as a user starts it; outputs/ is under `cwd` unless the overrides say otherwise."""
-    return run_script("train.py", "-m", *tiny_job(*overrides), data_dir=data_dir, cwd=cwd)
+    return run_script("train.py", "-m", *tiny_job(*overrides), data_dir=data_dir, cwd=cwd, measured=measured)
 
 
-def start(args: list[str], data_dir: Path, log: Path, **env: str) -> subprocess.Popen:
+def start(args: list[str], data_dir: Path, log: Path, measured: bool = False, **env: str) -> subprocess.Popen:
     """train.py started as a user would, in its own process group, its output in `log`."""
     with log.open("w") as output:
         return subprocess.Popen(
             [sys.executable, str(ROOT / "train.py"), *args],
             cwd=log.parent,
-            env=user_environment(data_dir) | env,
+            env=user_environment(data_dir, measured) | env,
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -139,7 +141,11 @@ def test_a_grid_runs_every_combination_in_run_dirs_named_by_their_overrides_past
 ) -> None:
     # 500 validation images: more than the tiny data has, which only the job finds out.
     result = sweep(
-        "model=lenet,mlp", "data.val_size=40,500", f"hydra.sweep.dir={tmp_path}", data_dir=tiny_mnist
+        "model=lenet,mlp",
+        "data.val_size=40,500",
+        f"hydra.sweep.dir={tmp_path}",
+        data_dir=tiny_mnist,
+        measured=True,  # the only run of a sweep's failed jobs and their records
     )
     names = [
         f"{number}_data.batch_size=16,data.val_size={size},model={model},trainer.max_epochs=1"
@@ -185,6 +191,7 @@ def test_parallel_jobs_split_the_cores_and_each_get_their_own_gpu(tiny_mnist: Pa
         ["-m", *TINY_JOB, "hydra/launcher=parallel", "seed=1,2", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
         tiny_mnist,
         tmp_path / "sweep.log",
+        measured=True,  # the only run of the launcher's GPU split
         CUDA_VISIBLE_DEVICES="0,1",
     )
     assert process.wait(timeout=600) == 0, (tmp_path / "sweep.log").read_text()
@@ -564,6 +571,7 @@ def test_a_ddp_trial_runs_its_ranks_in_its_own_run_dir_without_a_sweep_per_rank(
         *ddp,
         f"paths.log_dir={tmp_path}",
         data_dir=tiny_mnist,
+        measured=True,  # the only run of a relaunched rank's job
     )
     assert result.returncode == 0, result.stderr
     # One sweep and one trial: rank 1 ran rank 0's job, not a sweep of its own.
