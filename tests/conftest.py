@@ -30,7 +30,7 @@ TINY_TRAIN, TINY_TEST = 120, 40
 TINY_RUN = ["data.val_size=40", "data.batch_size=16", "trainer.max_epochs=2", "trainer.log_every_n_steps=1"]
 
 # The files whose tests take longest, started first (make test runs with --no-loadscope-reorder, a
-# file to a worker at a time): the short files then fill in, and the two workers end together.
+# file to a worker at a time): the short files then fill in, and the workers end together.
 LONGEST_FIRST = ("test_newcomer.py", "test_sweeps.py", "test_train.py", "test_readme.py")
 
 
