@@ -308,11 +308,13 @@ def test_a_stopped_run_saves_its_last_checkpoint_and_exits_1_with_one_line(
         f"error: stopped by {how}; saved {last}, resume with ckpt_path=last"
     ]
     # Saved when stopped: the checkpoint holds every step the run logged (one a step), not only those
-    # of its last whole epoch.
+    # of its last whole epoch. SIGTERM stops the run between steps; Ctrl-C can land inside one, after
+    # its update and before its loss is written, so that one step may be saved without its point.
     events = EventAccumulator(str(tmp_path))
     events.Reload()
     logged = max(event.step for event in events.Scalars("train/loss_step"))
-    assert 10 <= saved_step(last) == logged + 1 < 500
+    in_flight = 1 if stop == signal.SIGINT else 0
+    assert 10 <= logged + 1 <= saved_step(last) <= logged + 1 + in_flight < 500
 
 
 def test_the_run_record_says_whether_the_code_had_uncommitted_changes(tmp_path: Path) -> None:
