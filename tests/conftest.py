@@ -9,6 +9,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,6 +140,25 @@ def user_environment(data_dir: Path, measured: bool = False) -> dict[str, str]:
     }
     env.pop("HYDRA_FULL_ERROR", None)
     return env | (measured_children_config if measured else {})
+
+
+def wait_for(
+    condition: Callable[[], object],
+    *running: subprocess.Popen,
+    what: str = "",
+    timeout: float = 300,
+    poll_s: float = 0.1,
+) -> None:
+    """Poll `condition` until it holds; fail at the deadline, or at once when one of the `running`
+    processes, which the condition waits on, has ended."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        ended = [process for process in running if process.poll() is not None]
+        assert not ended, (
+            f"{ended[0].args} exited with {ended[0].returncode} before {what or 'the condition'}"
+        )
+        assert time.monotonic() < deadline, f"timed out waiting for {what or 'the condition'}"
+        time.sleep(poll_s)
 
 
 def run_script(

@@ -9,10 +9,9 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -39,7 +38,7 @@ from mnist_classifier.errors import BadInput
 from mnist_classifier.report import main as report_main
 from mnist_classifier.studies import open_storage, trial_pruning
 
-from .conftest import CONF_DIR, ROOT, run_script, user_environment
+from .conftest import CONF_DIR, ROOT, run_script, user_environment, wait_for
 from .postgres import Server, postgres_server
 
 # One epoch of a few batches: 80 training images in batches of 16.
@@ -77,25 +76,6 @@ def start(args: list[str], data_dir: Path, log: Path, measured: bool = False, **
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-
-
-def wait_for(
-    condition: Callable[[], object],
-    *running: subprocess.Popen,
-    what: str = "",
-    timeout: float = 300,
-    poll_s: float = 0.1,
-) -> None:
-    """Poll `condition` until it holds; fail at the deadline, or at once when one of the `running`
-    processes, which the condition waits on, has ended."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        ended = [process for process in running if process.poll() is not None]
-        assert not ended, (
-            f"{ended[0].args} exited with {ended[0].returncode} before {what or 'the condition'}"
-        )
-        assert time.monotonic() < deadline, f"timed out waiting for {what or 'the condition'}"
-        time.sleep(poll_s)
 
 
 def report_rows(sweep_dir: Path) -> list[dict[str, str]]:

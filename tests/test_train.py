@@ -9,7 +9,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from importlib import metadata
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from mnist_classifier.models import LeNet
 from mnist_classifier.records import git_state
 from mnist_classifier.training import run
 
-from .conftest import ROOT, TINY_RUN, TrainedRun, run_script, user_environment
+from .conftest import ROOT, TINY_RUN, TrainedRun, run_script, user_environment, wait_for
 
 
 def train(*overrides: str, data_dir: Path, cwd: Path = ROOT) -> subprocess.CompletedProcess:
@@ -215,13 +214,6 @@ def test_two_ddp_processes_validate_like_one_process(tiny_mnist: Path, tmp_path:
     assert logged.value == pytest.approx(single_process, abs=1e-6)
 
 
-def wait_for(condition, what: str, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def saved_step(path: Path) -> int:
     """The global step of a checkpoint; -1 while it is missing or being written."""
     try:
@@ -244,8 +236,8 @@ def test_a_run_killed_mid_epoch_resumes_from_its_last_checkpoint_and_continues(
     )
     try:
         # Killed once a mid-epoch checkpoint (step 12 is in epoch 3) is saved and the run went on past it.
-        wait_for(lambda: any(saved_step(path) >= 12 for path in outputs.glob("*/*/checkpoints/last.ckpt"))
-                 or process.poll() is not None, "a checkpoint at step 12")  # fmt: skip
+        wait_for(lambda: any(saved_step(path) >= 12 for path in outputs.glob("*/*/checkpoints/last.ckpt")),
+                 process, what="a checkpoint at step 12", poll_s=0.05)  # fmt: skip
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
@@ -300,7 +292,7 @@ def test_a_stopped_run_saves_its_last_checkpoint_and_exits_1_with_one_line(
                                stderr=subprocess.PIPE, text=True,
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     last = tmp_path / "checkpoints" / "last.ckpt"
-    wait_for(lambda: saved_step(last) >= 10 or process.poll() is not None, "two epochs' checkpoint")
+    wait_for(lambda: saved_step(last) >= 10, process, what="two epochs' checkpoint", poll_s=0.05)
     process.send_signal(stop)
     _, stderr = process.communicate(timeout=300)
     assert process.returncode == 1
