@@ -1,6 +1,7 @@
 # make train: set up (once) and train with the defaults; ARGS="..." passes Hydra overrides.
-# make test: the whole test suite, as CI runs it, after installing what it needs: the virtual
-# environment, the Debian packages the tests use (make system), then lint and the tests.
+# make test: the whole test suite, as CI runs it: the newcomer check (scripts/newcomer.py: make train
+# in a fresh clone) beside the checks, which install what they need (the virtual environment, the
+# Debian packages the tests use: make system), then lint and run the tests.
 # make quick: the quick loop, the tests that neither start processes nor train for real.
 VENV := .venv
 PYTHON := $(VENV)/bin/python
@@ -14,7 +15,7 @@ PYTEST_CI := -n 3 $(BY_FILE) --durations=15 --cov --cov-branch --cov-report=term
 SHARED_DATA := $(abspath ../shared/data)
 export MNIST_DATA_DIR ?= $(if $(wildcard $(SHARED_DATA)/MNIST/raw),$(SHARED_DATA),$(CURDIR)/data)
 
-.PHONY: train test quick system
+.PHONY: train test newcomer checks quick system
 
 $(VENV)/installed: pyproject.toml
 	test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -27,7 +28,15 @@ system:
 train: $(VENV)/installed
 	$(PYTHON) train.py $(ARGS)
 
-test: $(VENV)/installed system
+# Side by side, as making the venv keeps one core busy and the newcomer's clone fills the other; both
+# are run to the end and either failing fails make test.
+test:
+	$(MAKE) --jobs=2 --keep-going newcomer checks
+
+newcomer:
+	python3 scripts/newcomer.py
+
+checks: $(VENV)/installed system
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PYTHON) -m pytest $(PYTEST_CI)

@@ -32,7 +32,7 @@ TINY_RUN = ["data.val_size=40", "data.batch_size=16", "trainer.max_epochs=2", "t
 
 # The files whose tests take longest, started first (make test runs with --no-loadscope-reorder, a
 # file to a worker at a time): the short files then fill in, and the workers end together.
-LONGEST_FIRST = ("test_newcomer.py", "test_sweeps.py", "test_train.py", "test_readme.py")
+LONGEST_FIRST = ("test_sweeps.py", "test_train.py", "test_readme.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
