@@ -2,15 +2,18 @@
 trained run (with its checkpoints) that every test needing one reuses."""
 
 import importlib.util
+import io
 import logging
 import os
 import random
+import runpy
 import shutil
 import struct
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -47,11 +50,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 torch.set_num_threads(1)
 
 
-@pytest.fixture(autouse=True)
-def restored_state() -> Iterator[None]:
-    """What an in-process run changes, put back after each test, so that no test sees another's: the
-    environment (PL_GLOBAL_SEED, the sweep job's name), the loggers' handlers and levels, the
-    random generators, the working directory and the command line."""
+@contextmanager
+def process_state_kept() -> Iterator[None]:
+    """What an in-process run changes, put back when the block ends: the environment (PL_GLOBAL_SEED,
+    the sweep job's name), the loggers' handlers and levels, the random generators, the working
+    directory and the command line."""
     # Imported here, not with the module: xdist's controller loads this file and runs no test, and
     # need not wait for Lightning. The loggers are those in-process runs change (Hydra's job logging,
     # quiet_libraries).
@@ -62,18 +65,48 @@ def restored_state() -> Iterator[None]:
     loggers = {name: logging.getLogger(name) for name in names}
     handlers = {name: (list(logger.handlers), logger.level) for name, logger in loggers.items()}
     generators = (random.getstate(), np.random.get_state(), torch.get_rng_state())
-    yield
-    os.environ.clear()
-    os.environ.update(environ)
-    os.chdir(cwd)
-    sys.argv[:] = argv
-    for name, logger in loggers.items():
-        saved, level = handlers[name]
-        logger.handlers[:] = saved
-        logger.setLevel(level)
-    random.setstate(generators[0])
-    np.random.set_state(generators[1])
-    torch.set_rng_state(generators[2])
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(environ)
+        os.chdir(cwd)
+        sys.argv[:] = argv
+        for name, logger in loggers.items():
+            saved, level = handlers[name]
+            logger.handlers[:] = saved
+            logger.setLevel(level)
+        random.setstate(generators[0])
+        np.random.set_state(generators[1])
+        torch.set_rng_state(generators[2])
+
+
+@pytest.fixture(autouse=True)
+def restored_state() -> Iterator[None]:
+    """The process as it was before each test (process_state_kept), so that no test sees another's."""
+    with process_state_kept():
+        yield
+
+
+def run_in_process(argv: list[str], folder: Path) -> None:
+    """`python ARGV` in this process (runpy runs the script, or the module of `-m`, as `__main__`
+    with these arguments), from `folder`: only the start of a Python process with torch is left out.
+    Fails unless it ends with status 0."""
+    os.chdir(folder)
+    GlobalHydra.instance().clear()
+    try:
+        if argv[0] == "-m":
+            sys.argv = [argv[1], *argv[2:]]
+            runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+        else:
+            sys.argv = argv
+            runpy.run_path(argv[0], run_name="__main__")
+        status = 0
+    except SystemExit as stop:
+        status = stop.code
+    finally:
+        GlobalHydra.instance().clear()
+    assert status in (0, None), f"{' '.join(argv)} ended with status {status}"
 
 
 def write_idx(path: Path, array: torch.Tensor) -> None:
@@ -238,9 +271,14 @@ class TrainedRun:
 
 @pytest.fixture(scope="session")
 def trained_run(tiny_mnist: Path, tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
-    """One train.py run of two epochs on the tiny data, as a user runs it; shared by every test
-    that reads a run dir or needs a checkpoint. Tests must not change its files."""
+    """One train.py run of two epochs on the tiny data, with a user's environment, run in this
+    process (run_in_process) so that it need not import Lightning again; shared by every test that
+    reads a run dir or needs a checkpoint. Tests must not change its files. Its output lacks what
+    pytest holds back in-process (warnings): test_train's noise test runs train.py in a process."""
     run_dir = tmp_path_factory.mktemp("runs") / "run"
-    result = run_script("train.py", *TINY_RUN, f"hydra.run.dir={run_dir}", data_dir=tiny_mnist)
-    assert result.returncode == 0, result.stderr
-    return TrainedRun(run_dir, result.stdout + result.stderr)
+    printed = io.StringIO()
+    with process_state_kept(), redirect_stdout(printed), redirect_stderr(printed):
+        os.environ.clear()
+        os.environ.update(user_environment(tiny_mnist))
+        run_in_process([str(ROOT / "train.py"), *TINY_RUN, f"hydra.run.dir={run_dir}"], run_dir.parent)
+    return TrainedRun(run_dir, printed.getvalue())

@@ -3,10 +3,8 @@ small-run overrides appended, in a folder holding the files its examples name. A
 or a stale command fails here. They run in the test's process as `python` runs them (runpy), but
 serve.py, which serves until stopped."""
 
-import os
 import queue
 import re
-import runpy
 import shlex
 import shutil
 import subprocess
@@ -18,12 +16,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra.core.global_hydra import GlobalHydra
 from torchvision.io import write_png
 
 from mnist_classifier.checkpoints import RECORD
 
-from .conftest import ROOT, TrainedRun, synthetic_digits, user_environment
+from .conftest import ROOT, TrainedRun, run_in_process, synthetic_digits, user_environment
 from .drawings import block, broken_seven, page, ring, row
 
 README = (ROOT / "README.md").read_text()
@@ -97,25 +94,6 @@ def examples(trained_run: TrainedRun, tiny_mnist: Path, tmp_path_factory: pytest
         (folder / "labelled" / label).mkdir(parents=True)
         page(ring()).save(folder / "labelled" / label / "a.png")
     return folder
-
-
-def run(argv: list[str], folder: Path) -> None:
-    """`python ARGV` in this process (runpy runs the script, or the module of `-m`, as `__main__`
-    with these arguments), from `folder`: only the start of a Python process with torch is left out.
-    Fails unless it ends with status 0."""
-    os.chdir(folder)
-    GlobalHydra.instance().clear()
-    try:
-        if argv[0] == "-m":
-            sys.argv = [argv[1], *argv[2:]]
-            runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
-        else:
-            sys.argv = argv
-            runpy.run_path(argv[0], run_name="__main__")
-        status = 0
-    except SystemExit as stop:
-        status = stop.code
-    assert status in (0, None), f"{' '.join(argv)} ended with status {status}"
 
 
 def small(argv: list[str]) -> list[str]:
@@ -227,15 +205,15 @@ def test_a_readme_command_does_what_the_readme_says(
     if argv[0].endswith(".py"):
         argv[0] = str(ROOT / argv[0])
     if "ckpt_path=last" in argv:  # resumes a run with the same overrides: there must be one first
-        run(small([arg for arg in argv if arg != "ckpt_path=last"]), folder)
+        run_in_process(small([arg for arg in argv if arg != "ckpt_path=last"]), folder)
     if sweep_dirs := [arg for arg in argv if arg.startswith("outputs/multiruns/")]:
-        run(small([str(ROOT / "train.py"), "-m", "seed=1"]), folder)
+        run_in_process(small([str(ROOT / "train.py"), "-m", "seed=1"]), folder)
         (made,) = (folder / "outputs" / "multiruns").glob("*/*")
         argv[argv.index(sweep_dirs[0])] = str(made)
     if Path(argv[0]).name == "serve.py":  # it serves until stopped: a process of its own
         serve(argv, folder, tiny_mnist)
         return
     capsys.readouterr()  # what the runs before it printed
-    run(small(argv), folder)
+    run_in_process(small(argv), folder)
     captured = capsys.readouterr()
     check_output(argv, folder, captured.out + captured.err)
