@@ -5,10 +5,12 @@ import csv
 import itertools
 import json
 import math
+import os
 import re
 import signal
 import subprocess
 import sys
+import tempfile
 from importlib import metadata
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from mnist_classifier.data import MNISTDataModule
 from mnist_classifier.models import LeNet
-from mnist_classifier.records import git_state
+from mnist_classifier.records import CPU_NUMERICS, INDUCTOR_CACHE, git_state, pin_cpu_numerics
 from mnist_classifier.training import run
 
 from .conftest import ROOT, TINY_RUN, TrainedRun, run_script, user_environment, wait_for
@@ -55,6 +57,22 @@ def test_the_run_dir_holds_the_config_checkpoints_events_and_what_reproduces_it(
         ).stdout.strip()
 
     assert record["git"]["commit"] == git("rev-parse", "HEAD")
+
+
+def test_each_setting_of_the_cpu_kernels_gets_its_own_compile_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    def cache_after_pinning(**environment: str) -> str:
+        for name in (*CPU_NUMERICS, INDUCTOR_CACHE):
+            monkeypatch.delenv(name, raising=False)
+        for name, value in environment.items():
+            monkeypatch.setenv(name, value)
+        pin_cpu_numerics()
+        return os.environ[INDUCTOR_CACHE]
+
+    pinned = cache_after_pinning()
+    assert pinned == cache_after_pinning() and pinned.startswith(tempfile.gettempdir())
+    assert cache_after_pinning(ATEN_CPU_CAPABILITY="default") != pinned
+    assert cache_after_pinning(ONEDNN_MAX_CPU_ISA="ALL") != pinned
+    assert cache_after_pinning(TORCHINDUCTOR_CACHE_DIR="/srv/cache") == "/srv/cache"
 
 
 def test_tensorboard_events_hold_every_metric_and_the_hparams(trained_run: TrainedRun) -> None:

@@ -7,12 +7,14 @@ Lightning starts for the other ranks of a data-parallel job (which run the sweep
 again) can run that same job instead of a new sweep (`relaunched_job`).
 """
 
+import getpass
 import json
 import os
 import platform
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from importlib import metadata
@@ -32,6 +34,7 @@ from mnist_classifier.errors import one_line
 # with AMX it costs LeNet's convolutions some speed (docs/benchmarks.md). A variable set in the
 # environment wins: ONEDNN_MAX_CPU_ISA=ALL trades the portable figures for that speed.
 CPU_NUMERICS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2"}
+INDUCTOR_CACHE = "TORCHINDUCTOR_CACHE_DIR"
 ENVIRONMENT_FILE = "environment.json"  # in <run dir>/.hydra/, beside config.yaml and overrides.yaml
 PACKAGES = (
     "torch",
@@ -47,9 +50,18 @@ PACKAGES = (
 
 def pin_cpu_numerics() -> None:
     """Hold the CPU kernels to CPU_NUMERICS, unless the environment says otherwise; before torch is
-    imported, as the libraries read the variables once."""
+    imported, as the libraries read the variables once. torch.compile's kernels are cached in a
+    folder of each setting's own (unless TORCHINDUCTOR_CACHE_DIR is set): its cache does not tell
+    them apart, and a kernel cached under AVX-512 computes garbage under ATEN_CPU_CAPABILITY=avx2."""
     for name, value in CPU_NUMERICS.items():
         os.environ.setdefault(name, value)
+    setting = "-".join(os.environ[name] for name in CPU_NUMERICS)
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this user id, as in some containers
+        user = str(os.getuid())
+    default_cache = Path(tempfile.gettempdir()) / f"torchinductor_{user}_{setting}"
+    os.environ.setdefault(INDUCTOR_CACHE, str(default_cache))
 
 
 def git_state(directory: Path) -> dict[str, Any]:
