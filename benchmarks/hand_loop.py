@@ -28,7 +28,9 @@ class HandLoop:
         augment: nn.Module | None = None,
     ) -> None:
         L.seed_everything(cfg.seed, verbose=False)
-        self.model = instantiate(cfg.model).to(device)
+        # The memory layout train.py's classifier keeps weights and images in.
+        self.memory_format = torch.channels_last if cfg.classifier.channels_last else torch.contiguous_format
+        self.model = instantiate(cfg.model).to(device, memory_format=self.memory_format)
         self.loss_fn = instantiate(cfg.loss)
         self.optimizer = instantiate(cfg.optimizer)(self.model.parameters())
         self.device, self.train_batches, self.val_batches = device, train_batches, val_batches
@@ -40,7 +42,7 @@ class HandLoop:
         self.model.train()
         for images, labels in itertools.islice(self.train_batches(), steps):
             images, labels = (
-                images.to(self.device, non_blocking=True),
+                images.to(self.device, memory_format=self.memory_format, non_blocking=True),
                 labels.to(self.device, non_blocking=True),
             )
             if self.augment is not None:
@@ -58,7 +60,7 @@ class HandLoop:
         with torch.no_grad():
             for images, labels in self.val_batches():
                 images, labels = (
-                    images.to(self.device, non_blocking=True),
+                    images.to(self.device, memory_format=self.memory_format, non_blocking=True),
                     labels.to(self.device, non_blocking=True),
                 )
                 correct += (self.model(images).argmax(1) == labels).sum()

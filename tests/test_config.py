@@ -186,3 +186,11 @@ def test_a_run_dir_name_too_long_for_a_file_system_is_cut_and_stays_unique() -> 
     other = long.replace("value29", "value30")
     assert len(short_name(long)) == NAME_LIMIT <= 255 and short_name(long) != short_name(other)
     assert short_name(long).startswith(long[:100])
+
+
+def test_lenet_fast_trains_channels_last_with_the_fused_adam_step(compose_config) -> None:
+    classifier = instantiate_classifier(compose_config("experiment=lenet_fast"))
+    assert classifier.optimizer_factory(classifier.parameters()).defaults["fused"] is True
+    layout = torch.channels_last  # of conv2's weights: conv1's, of one channel, are in both layouts
+    assert classifier.net.conv2.weight.is_contiguous(memory_format=layout)
+    assert classifier(torch.randn(2, 1, 32, 32)).shape == (2, 10)
