@@ -53,7 +53,8 @@ torch.set_num_threads(1)
 @contextmanager
 def process_state_kept() -> Iterator[None]:
     """What an in-process run changes, put back when the block ends: the environment (PL_GLOBAL_SEED,
-    the sweep job's name), the loggers' handlers and levels, the random generators, the working
+    the sweep job's name), the loggers' handlers (those it added closed) and levels, the random
+    generators, torch's threads and deterministic mode (trainer.deterministic), the working
     directory and the command line."""
     # Imported here, not with the module: xdist's controller loads this file and runs no test, and
     # need not wait for Lightning. The loggers are those in-process runs change (Hydra's job logging,
@@ -65,6 +66,12 @@ def process_state_kept() -> Iterator[None]:
     loggers = {name: logging.getLogger(name) for name in names}
     handlers = {name: (list(logger.handlers), logger.level) for name, logger in loggers.items()}
     generators = (random.getstate(), np.random.get_state(), torch.get_rng_state())
+    threads = torch.get_num_threads()
+    deterministic = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+    cudnn = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
     try:
         yield
     finally:
@@ -74,11 +81,16 @@ def process_state_kept() -> Iterator[None]:
         sys.argv[:] = argv
         for name, logger in loggers.items():
             saved, level = handlers[name]
+            for added in set(logger.handlers) - set(saved):
+                added.close()  # Hydra's train.log, say
             logger.handlers[:] = saved
             logger.setLevel(level)
         random.setstate(generators[0])
         np.random.set_state(generators[1])
         torch.set_rng_state(generators[2])
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = cudnn
 
 
 @pytest.fixture(autouse=True)
@@ -274,11 +286,16 @@ def trained_run(tiny_mnist: Path, tmp_path_factory: pytest.TempPathFactory) -> T
     """One train.py run of two epochs on the tiny data, with a user's environment, run in this
     process (run_in_process) so that it need not import Lightning again; shared by every test that
     reads a run dir or needs a checkpoint. Tests must not change its files. Its output lacks what
-    pytest holds back in-process (warnings): test_train's noise test runs train.py in a process."""
+    pytest holds back in-process (warnings): test_train's noise test runs train.py in a process.
+    On the CPU, as a user's run in user_environment: torch here may have seen a GPU already."""
     run_dir = tmp_path_factory.mktemp("runs") / "run"
+    argv = [str(ROOT / "train.py"), *TINY_RUN, "trainer.accelerator=cpu", f"hydra.run.dir={run_dir}"]
     printed = io.StringIO()
-    with process_state_kept(), redirect_stdout(printed), redirect_stderr(printed):
-        os.environ.clear()
-        os.environ.update(user_environment(tiny_mnist))
-        run_in_process([str(ROOT / "train.py"), *TINY_RUN, f"hydra.run.dir={run_dir}"], run_dir.parent)
+    try:
+        with process_state_kept(), redirect_stdout(printed), redirect_stderr(printed):
+            os.environ.clear()
+            os.environ.update(user_environment(tiny_mnist))
+            run_in_process(argv, run_dir.parent)
+    except AssertionError as failure:
+        raise AssertionError(f"{failure}; it printed:\n{printed.getvalue()}") from failure
     return TrainedRun(run_dir, printed.getvalue())

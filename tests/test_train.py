@@ -49,7 +49,7 @@ def test_the_run_dir_holds_the_config_checkpoints_events_and_what_reproduces_it(
     record = json.loads((run_dir / ".hydra" / "environment.json").read_text())
     assert record["packages"]["torch"] == metadata.version("torch")
     assert record["command"][0] == "train.py" and "trainer.max_epochs=2" in record["command"]
-    assert record["cpu_kernels"] == "AVX2"  # records.CPU_NUMERICS, taken by torch
+    assert record["cpu_kernels"] == os.environ["ATEN_CPU_CAPABILITY"].upper()  # pinned, and taken by torch
 
     def git(*args: str) -> str:
         return subprocess.run(

@@ -100,7 +100,7 @@ def environment() -> dict[str, Any]:
         "cpu": cpu_model(),
         "torch_threads": torch.get_num_threads(),  # sums split over threads: another count, other figures
         "cpu_numerics": {name: os.environ.get(name) for name in CPU_NUMERICS},
-        "cpu_kernels": torch.backends.cpu.get_cpu_capability(),  # what ATen took: set too late, they differ
+        "cpu_kernels": torch.backends.cpu.get_cpu_capability(),  # not cpu_numerics' if set after torch loaded
         "cuda": torch.version.cuda,
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "git": git_state(Path(__file__).parent),

@@ -67,7 +67,7 @@ class Optimizer(Section):
     momentum: rule(float, ge=0, lt=1) = None
     weight_decay: rule(float, ge=0) = None
     nesterov: bool = None
-    fused: bool = None
+    fused: bool | None = None  # null: torch picks its step
 
 
 class Loss(Section):
