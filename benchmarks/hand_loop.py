@@ -16,6 +16,7 @@ from torch import nn
 
 from mnist_classifier.batches import Batch
 from mnist_classifier.data import MNISTDataModule
+from mnist_classifier.module import memory_layout
 
 
 class HandLoop:
@@ -28,8 +29,7 @@ class HandLoop:
         augment: nn.Module | None = None,
     ) -> None:
         L.seed_everything(cfg.seed, verbose=False)
-        # The memory layout train.py's classifier keeps weights and images in.
-        self.memory_format = torch.channels_last if cfg.classifier.channels_last else torch.contiguous_format
+        self.memory_format = memory_layout(cfg.classifier.channels_last)  # as train.py's classifier
         self.model = instantiate(cfg.model).to(device, memory_format=self.memory_format)
         self.loss_fn = instantiate(cfg.loss)
         self.optimizer = instantiate(cfg.optimizer)(self.model.parameters())

@@ -16,6 +16,11 @@ from mnist_classifier.batches import Batch
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 
 
+def memory_layout(channels_last: bool) -> torch.memory_format:
+    """The layout a net's weights and images are kept in: channels-last, or torch's default."""
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
 class BatchMean(MeanMetric):
     """The mean of per-batch values weighted by batch size, without the NaN check by which
     MeanMetric reads each value back to the host (its nan_strategy="disable" drops the weights in
@@ -59,7 +64,7 @@ class Classifier(LightningModule):
     ) -> None:
         super().__init__()
         self.example_input_array = torch.zeros(1, 1, image_size, image_size)
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.memory_format = memory_layout(channels_last)
         self.net = net.to(memory_format=self.memory_format)
         if compile:
             # In place and lazy: compiles at the first batch, and the state dict keeps its keys.
