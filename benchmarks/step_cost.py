@@ -2,6 +2,7 @@
 hand-written loop (benchmarks/hand_loop.py), on the same model, optimizer, batch size and tensors.
 
     python benchmarks/step_cost.py                          # LeNet and the MLP at batch 128, microseconds
+    python benchmarks/step_cost.py --instructions --rounds 1 --short 10 --long 60   # instructions
 
 Each row adds one piece to the row above it; the last rows are train.py's path with its progress
 bar (drawn on a terminal only) and with its default augmentation. A row's cost is the slope of a
@@ -11,11 +12,14 @@ epoch's end (the validation pass, checkpoints, dashboards) is timed apart, per e
 over an epoch's steps in the last line.
 
 Microseconds depend on what else the machine runs: the output says how much CPU other processes
-took meanwhile.
+took meanwhile. With --instructions, the same rows in thousands of instructions a step, one thread,
+counted by valgrind's callgrind (benchmarks/instructions.py), which the rest of the machine does not
+change; callgrind runs the steps about 50 times slower, hence fewer of them.
 """
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -28,6 +32,7 @@ import lightning as L
 import torch
 from hand_loop import hand_loop_on_tensors
 from hydra.utils import instantiate
+from instructions import InstructionCounter, counting, run_counted
 from lightning.pytorch.callbacks import TQDMProgressBar
 from omegaconf import DictConfig
 
@@ -95,7 +100,7 @@ class Batches:
 
 
 def timed(work: Callable[[], object]) -> float:
-    """The seconds a call takes."""
+    """The seconds a call takes (the instruction counter's stand-in)."""
     start = time.perf_counter()
     work()
     return time.perf_counter() - start
@@ -157,8 +162,9 @@ def row_fits(cfg: DictConfig, out: Path, device: str) -> dict[str, Callable[[int
     }, steps_per_epoch
 
 
-def measure(model: str, args: argparse.Namespace) -> dict:
-    """Each row's cost a step, and the epoch's end of the hand loop and of train.py, over the rounds."""
+def measure(model: str, args: argparse.Namespace, cost: Callable[[Callable[[], object]], float]) -> dict:
+    """Each row's cost a step, and the epoch's end of the hand loop and of train.py, over the rounds;
+    `cost` gives a call's cost (its seconds, or its instructions)."""
     with tempfile.TemporaryDirectory() as out:
         overrides = [f"model={model}", f"data.batch_size={args.batch_size}", "augment=none", *args.overrides]
         cfg = compose(overrides, out)
@@ -168,19 +174,19 @@ def measure(model: str, args: argparse.Namespace) -> dict:
         warned: dict[int, list[str]] = {}
         for round in range(args.rounds + 1):  # the first round warms up: allocations, lazy imports
             for row, run in fits.items():
-                seconds = {}
+                costs = {}
                 for steps in (args.short, args.long):
                     with warnings.catch_warnings(record=True) as caught:
                         warnings.simplefilter("always")
-                        seconds[steps] = timed(lambda run=run, steps=steps: run(steps, False))
+                        costs[steps] = cost(lambda run=run, steps=steps: run(steps, False))
                     if row == ROWS[8]:
                         warned[steps] = [f"{w.category.__name__}: {str(w.message)[:70]}" for w in caught]
                 if round == 0:
                     continue
-                per_step[row].append((seconds[args.long] - seconds[args.short]) / (args.long - args.short))
+                per_step[row].append((costs[args.long] - costs[args.short]) / (args.long - args.short))
                 if row in epoch_end:
-                    with_end = timed(lambda run=run: run(args.short, True))
-                    epoch_end[row].append(with_end - seconds[args.short])
+                    with_end = cost(lambda run=run: run(args.short, True))
+                    epoch_end[row].append(with_end - costs[args.short])
     return {
         "per_step": {row: statistics.median(values) for row, values in per_step.items()},
         "epoch_end": {row: statistics.median(values) for row, values in epoch_end.items()},
@@ -191,15 +197,15 @@ def measure(model: str, args: argparse.Namespace) -> dict:
     }
 
 
-def table(model: str, batch_size: int, result: dict) -> str:
+def table(model: str, batch_size: int, result: dict, instructions: bool) -> str:
     per_step, epoch_end, steps = result["per_step"], result["epoch_end"], result["steps_per_epoch"]
     hand, train = per_step[ROWS[0]], per_step[ROWS[8]]
     hand_end, train_end = epoch_end[ROWS[0]], epoch_end[ROWS[8]]
-    scale = 1e6  # microseconds
+    unit, scale = ("thousand instructions", 1e-3) if instructions else ("µs", 1e6)
     lines = [
-        f"**{model}**, batch {batch_size}",
+        f"**{model}**, batch {batch_size}" + (", one thread" if instructions else ""),
         "",
-        "| row | µs | over the hand loop |",
+        f"| row | {unit} | over the hand loop |",
         "| --- | ---: | ---: |",
     ]
     lines += [
@@ -229,6 +235,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--long", type=int, default=240, help="training steps of the long fit")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--instructions", action="store_true", help="count instructions (valgrind's callgrind), not time"
+    )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every row, after --")
     args = parser.parse_args(argv)
     if unknown := [model for model in args.models if model not in MODELS]:
@@ -237,15 +246,24 @@ def main(argv: list[str]) -> int:
         raise BadInput(f"--batch-size {args.batch_size} is invalid: give 1 or more")
     if not 1 <= args.short < args.long:
         raise BadInput(f"--short {args.short} --long {args.long} is invalid: give 1 <= short < long")
+    if args.instructions and args.device != "cpu":
+        raise BadInput(
+            f"--instructions --device {args.device} is invalid: callgrind counts a CPU's instructions"
+        )
+    if args.instructions and not counting():
+        if shutil.which("valgrind") is None:
+            raise BadInput("--instructions is invalid without valgrind: apt-get install -y valgrind")
+        return run_counted([sys.executable, __file__, *argv])
     quiet_libraries()
     os.environ.setdefault("MNIST_DATA_DIR", str(ROOT / "data"))
     print(f"torch {torch.__version__}, {args.device}, {torch.get_num_threads()} threads")
+    cost = InstructionCounter() if args.instructions else timed
     for model in args.models:
         with OtherWork() as cpu:
-            result = measure(model, args)
-        print(table(model, args.batch_size, result) + "\n")
+            result = measure(model, args, cost)
+        print(table(model, args.batch_size, result, args.instructions) + "\n")
         mine, others = cpu.seconds() or (0.0, 0.0)
-        if others > 0.1 * mine:
+        if others > 0.1 * mine and not args.instructions:
             print(
                 f"BUSY MACHINE: other processes took {others:.0f} CPU s beside these {mine:.0f}: not clean\n"
             )

@@ -1,11 +1,13 @@
 """The benchmark scripts on a tiny budget: the throughput table must agree with the timings it
-measured; the handwriting benchmark's images are made by its seed and its table counts them."""
+measured; the instruction counter counts what a piece of work executes; the handwriting benchmark's
+images are made by its seed and its table counts them."""
 
 import importlib.util
 import json
 import statistics
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -49,16 +51,48 @@ def test_throughput_benchmark_summarises_its_paired_timings(tiny_mnist: Path) ->
     )
 
 
-def wild_digits_module():
-    """benchmarks/wild_digits.py, imported as a module (the benchmarks are scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location("wild_digits", ROOT / "benchmarks" / "wild_digits.py")
+COUNTED = """
+import os, sys
+from instructions import InstructionCounter
+
+def spin(n):
+    for _ in range(n):
+        pass
+
+counter = InstructionCounter()
+print(counter(lambda: spin(100_000)), counter(lambda: spin(200_000)), counter(lambda: None))
+counter(os.getppid)  # a getppid call of the work's own
+"""
+
+
+def test_the_instruction_counter_counts_what_a_piece_of_work_executes(tmp_path: Path) -> None:
+    (tmp_path / "counted.py").write_text(textwrap.dedent(COUNTED))
+    runner = "import sys; from instructions import run_counted; sys.exit(run_counted(sys.argv[1:]))"
+    result = subprocess.run(
+        [sys.executable, "-c", runner, sys.executable, str(tmp_path / "counted.py")],
+        env={**user_environment(tmp_path), "PYTHONPATH": str(ROOT / "benchmarks")},
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    short, long, nothing = (int(count) for count in result.stdout.split())
+    assert nothing < 10_000  # the marks alone: not the reading of the count before
+    loop = short - nothing  # 100,000 turns of the loop
+    assert 100_000 < loop < 100_000 * 1_000
+    assert long - nothing == pytest.approx(2 * loop, rel=0.01)
+    assert result.returncode != 0 and "something else called getppid" in result.stderr
+    with pytest.raises(RuntimeError, match="only in a process that run_counted started"):
+        benchmark_module("instructions.py").InstructionCounter()
+
+
+def benchmark_module(script: str):
+    """A benchmark script, imported as a module (the benchmarks are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(script.removesuffix(".py"), ROOT / "benchmarks" / script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 def test_wild_digits_are_made_by_the_seed_and_read_back(mnist_test: tuple[torch.Tensor, ...]) -> None:
-    wild = wild_digits_module()
+    wild = benchmark_module("wild_digits.py")
     digits = mnist_test[0][:4]
     for condition in wild.CONDITIONS:
         first = wild.wild_digit(digits[0], condition, np.random.default_rng(1))
@@ -73,7 +107,7 @@ def test_wild_digits_are_made_by_the_seed_and_read_back(mnist_test: tuple[torch.
 
 
 def test_the_benchmark_table_counts_each_condition(mnist_test: tuple[torch.Tensor, ...]) -> None:
-    wild = wild_digits_module()
+    wild = benchmark_module("wild_digits.py")
 
     def always_seven(digits: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.one_hot(torch.full((len(digits),), 7), 10).float()
@@ -103,16 +137,18 @@ def test_the_benchmark_table_counts_each_condition(mnist_test: tuple[torch.Tenso
             ["--short", "9", "--long", "9"],
             "--short 9 --long 9 is invalid: give 1 <= short < long",
         ),
+        (
+            "step_cost.py",
+            ["--instructions", "--device", "cuda"],
+            "--instructions --device cuda is invalid: callgrind counts a CPU's instructions",
+        ),
     ],
 )
 def test_a_benchmark_refuses_what_it_cannot_measure_in_one_line(
     script: str, argv: list[str], message: str, monkeypatch, capsys
 ) -> None:
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # the scripts import their hand loop
-    spec = importlib.util.spec_from_file_location(script.removesuffix(".py"), ROOT / "benchmarks" / script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     with pytest.raises(SystemExit) as stop:
-        module.main(argv)
+        benchmark_module(script).main(argv)
     assert stop.value.code == 2
     assert capsys.readouterr().err.strip().splitlines() == [f"error: {message}"]
