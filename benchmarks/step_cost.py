@@ -100,7 +100,7 @@ class Batches:
 
 
 def timed(work: Callable[[], object]) -> float:
-    """The seconds a call takes (the instruction counter's stand-in)."""
+    """The seconds a call takes."""
     start = time.perf_counter()
     work()
     return time.perf_counter() - start
@@ -248,7 +248,7 @@ def main(argv: list[str]) -> int:
         raise BadInput(f"--short {args.short} --long {args.long} is invalid: give 1 <= short < long")
     if args.instructions and args.device != "cpu":
         raise BadInput(
-            f"--instructions --device {args.device} is invalid: callgrind counts a CPU's instructions"
+            f"--device {args.device} is invalid with --instructions: give cpu (callgrind counts a CPU's)"
         )
     if args.instructions and not counting():
         if shutil.which("valgrind") is None:

@@ -140,7 +140,7 @@ def test_the_benchmark_table_counts_each_condition(mnist_test: tuple[torch.Tenso
         (
             "step_cost.py",
             ["--instructions", "--device", "cuda"],
-            "--instructions --device cuda is invalid: callgrind counts a CPU's instructions",
+            "--device cuda is invalid with --instructions: give cpu (callgrind counts a CPU's)",
         ),
     ],
 )
