@@ -52,7 +52,7 @@ def test_throughput_benchmark_summarises_its_paired_timings(tiny_mnist: Path) ->
 
 
 COUNTED = """
-import os, sys
+import os
 from instructions import InstructionCounter
 
 def spin(n):
