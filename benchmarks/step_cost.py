@@ -2,7 +2,7 @@
 hand-written loop (benchmarks/hand_loop.py), on the same model, optimizer, batch size and tensors.
 
     python benchmarks/step_cost.py                          # LeNet and the MLP at batch 128, microseconds
-    python benchmarks/step_cost.py --instructions --rounds 1 --short 10 --long 60   # instructions
+    python benchmarks/step_cost.py --instructions --models mlp --rounds 1 --short 10 --long 60  # instructions
 
 Each row adds one piece to the row above it; the last rows are train.py's path with its progress
 bar (drawn on a terminal only) and with its default augmentation. A row's cost is the slope of a
