@@ -6,7 +6,7 @@ stands in for its clock. Callgrind is started with `--dump-before=getppid`: each
 call makes it write the instructions executed since the call before to a file of their own, and
 the counter calls it before and after a piece of work. The counted process has one thread
 (OMP_NUM_THREADS=1): a thread pool's waiting threads spin, and their spinning would be counted too.
-Callgrind runs a program some 50 times slower than the CPU does.
+Callgrind runs a program many times slower than the CPU does (docs/benchmarks.md, "In instructions").
 """
 
 import os

@@ -14,7 +14,7 @@ over an epoch's steps in the last line.
 Microseconds depend on what else the machine runs: the output says how much CPU other processes
 took meanwhile. With --instructions, the same rows in thousands of instructions a step, one thread,
 counted by valgrind's callgrind (benchmarks/instructions.py), which the rest of the machine does not
-change; callgrind runs the steps about 50 times slower, hence fewer of them.
+change; callgrind runs the steps many times slower, hence fewer of them.
 """
 
 import argparse

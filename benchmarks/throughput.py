@@ -13,8 +13,8 @@ For each model and batch size, three ways to train on the same MNIST split:
    DataLoader, as the PyTorch tutorials do.
 
 Lightning and the hand loop take turns in one process, a hand epoch after each Lightning epoch,
-and their ratio is the median over these pairs: on a machine whose speed drifts (a shared VM can
-change by 2x within minutes) only epochs seconds apart compare. With `--augment NAME`, each turn
+and their ratio is the median over these pairs: on a machine whose speed drifts (a shared VM's
+does: docs/benchmarks.md) only epochs seconds apart compare. With `--augment NAME`, each turn
 also runs a hand epoch whose batches are distorted by `augment=NAME` (on their device, as the
 data module does in training): the row `hand+NAME` gives its cost against the plain hand epoch.
 The tutorial runs in a process of its own. Every epoch is training plus a pass over the 5,000

@@ -23,8 +23,8 @@ def memory_layout(channels_last: bool) -> torch.memory_format:
 
 class BatchMean(MeanMetric):
     """The mean of per-batch values weighted by batch size, without the NaN check by which
-    MeanMetric reads each value back to the host (its nan_strategy="disable" drops the weights in
-    torchmetrics 1.9)."""
+    MeanMetric reads each value back to the host (its nan_strategy="disable" would also drop the
+    weights: it counts every value once)."""
 
     def update(self, value: torch.Tensor, weight: int) -> None:
         # In place: `+=` would set the attribute anew, through a module's slow __setattr__.
@@ -47,7 +47,7 @@ class Classifier(LightningModule):
         num_classes: the number of classes for the accuracy metrics.
         image_size: the side of the input images (Lightning's model summary and graph use an example).
         channels_last: keep the net's weights and the images in channels-last memory layout
-            (faster convolutions on GPUs with tensor cores).
+            (faster convolutions: oneDNN's kernels on CPUs, tensor cores on GPUs).
         compile: compile the net with `torch.compile` (at its first batch).
     """
 

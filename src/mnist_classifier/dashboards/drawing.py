@@ -21,8 +21,8 @@ def as_tensor(image: Image.Image) -> torch.Tensor:
 def confusion_image(counts: torch.Tensor, title: str) -> torch.Tensor:
     """The confusion matrix as an RGB image [3, H, W] (uint8) for both views: each cell coloured by
     its share of the true class's row (the row-normalised matrix) and labelled with its count;
-    empty cells stay blank. Drawn with PIL, since matplotlib's text layout costs more than a
-    validation pass (docs/benchmarks.md)."""
+    empty cells stay blank. Drawn with PIL rather than matplotlib, whose text layout is slow enough
+    to weigh on every validation epoch (docs/benchmarks.md)."""
     counts = counts.cpu()
     classes = len(counts)
     shares = counts / counts.sum(dim=1, keepdim=True).clamp(min=1)
