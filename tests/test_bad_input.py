@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mnist_classifier import checkpoints, report
+from mnist_classifier import report
 from mnist_classifier.checkpoints import RECORD
 from mnist_classifier.config import command_line_overrides, compose, preflight
 from mnist_classifier.errors import failure_policy
@@ -115,10 +115,10 @@ CASES: list[tuple[str, Callable, Callable[[Context], list[str]], str]] = [
     ("swept option", train, lambda c: ["-m", "model=lenet,cnn"], "model=cnn is invalid: choose one of lenet, mlp"),
     ("grid interval", train, lambda c: ["-m", "optimizer.lr=interval(0.01,0.1)"], "optimizer.lr=interval(0.01,0.1) is invalid: a grid sweeps lists"),
     ("n_trials", train, lambda c: ["-m", "hparams_search=optuna", "hydra.sweeper.n_trials=0"], "hydra.sweeper.n_trials=0 is invalid: an integer >= 1"),
-    # eval.py, predict.py, export.py, the report and the checkpoint upgrade
+    # eval.py, predict.py, export.py and the report
     ("eval usage", command("eval.py"), lambda c: [], "eval.py: the following arguments are required: CKPT"),
     ("eval missing", command("eval.py"), lambda c: [str(c.tmp / "none.ckpt")], "{tmp}/none.ckpt is invalid: no such checkpoint file"),
-    ("eval old format", command("eval.py"), lambda c: [str(c.checkpoint_with("old.ckpt", without_record))], "{tmp}/old.ckpt is invalid: it was written before checkpoints carried their settings; convert it once with python -m mnist_classifier.checkpoints upgrade"),
+    ("eval no record", command("eval.py"), lambda c: [str(c.checkpoint_with("no_record.ckpt", without_record))], "{tmp}/no_record.ckpt is invalid: it has no inference record, so it was not written by train.py of this project"),
     ("eval ensemble", command("eval.py"), lambda c: [str(c.run.best), str(c.checkpoint_with("fashion.ckpt", fashion_record))], "{tmp}/fashion.ckpt is invalid in this ensemble: its dataset is fashion_mnist"),
     ("eval data", command("eval.py"), lambda c: [str(c.run.best), "--data-dir", str(c.tmp)], "{tmp}/MNIST/raw is invalid: it lacks t10k-images-idx3-ubyte"),
     ("predict text", predict, lambda c: [str(c.run.best), str(c.file("notes.png", b"not an image"))], "{tmp}/notes.png is invalid: it is not an image"),
@@ -126,7 +126,6 @@ CASES: list[tuple[str, Callable, Callable[[Context], list[str]], str]] = [
     ("export format", command("export.py"), lambda c: [str(c.run.best), "--formats", "pdf"], "export.py: argument --formats: invalid choice: 'pdf'"),
     ("export file", command("export.py"), lambda c: [str(c.file("notes.ckpt", b"notes"))], "{tmp}/notes.ckpt is invalid: not a checkpoint"),
     ("report", lambda c, *argv: report.main(list(argv)), lambda c: [str(c.tmp)], "{tmp} is invalid: it holds no sweep (no multirun.yaml"),
-    ("upgrade", lambda c, *argv: checkpoints.main(list(argv)), lambda c: ["downgrade"], "downgrade is invalid: python -m mnist_classifier.checkpoints upgrade CKPT"),
 ]  # fmt: skip
 
 

@@ -15,10 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import torch
 from torchvision.io import write_png
-
-from mnist_classifier.checkpoints import RECORD
 
 from .conftest import ROOT, TrainedRun, run_in_process, synthetic_digits, user_environment
 from .drawings import block, broken_seven, page, ring, row
@@ -67,19 +64,12 @@ def test_the_readme_has_commands_and_names_only_real_ones_as_skipped() -> None:
 @pytest.fixture(scope="module")
 def examples(trained_run: TrainedRun, tiny_mnist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder with what the examples name: a run dir, checkpoints of three runs and any other the
-    README names, an old-format checkpoint in its run dir, a digit image."""
+    README names, a digit image."""
     folder = tmp_path_factory.mktemp("examples")
     shutil.copytree(trained_run.run_dir, folder / EXAMPLE_RUN)
     for run in ("run1", "run2", "run3"):
         (folder / run).mkdir()
         shutil.copy(trained_run.last, folder / run / "last.ckpt")
-    old = folder / "old-run"
-    shutil.copytree(trained_run.run_dir / ".hydra", old / ".hydra")
-    checkpoint = torch.load(trained_run.last, weights_only=True)
-    record = checkpoint.pop(RECORD)
-    checkpoint["MNISTDataModule"] = {"mean": record["mean"], "std": record["std"]}
-    (old / "checkpoints").mkdir()
-    torch.save(checkpoint, old / "checkpoints" / "last.ckpt")
     for named in {arg for command in COMMANDS for arg in shlex.split(command) if arg.endswith(".ckpt")}:
         if not (folder / named).exists():  # a checkpoint the README names, e.g. of its Results
             (folder / named).parent.mkdir(parents=True, exist_ok=True)
@@ -183,8 +173,6 @@ def check_output(argv: list[str], folder: Path, output: str) -> None:
         ]
     elif script == "mnist_classifier.report":
         assert (folder / argv[2] / "report.md").read_text() in output
-    elif script == "mnist_classifier.checkpoints":
-        assert RECORD in torch.load(folder / argv[3], weights_only=True) and f"upgraded: {argv[3]}" in output
     elif script == "wild_digits.py":
         assert "| condition | images | accuracy |" in output and "| photo-like | 20 |" in output
     else:

@@ -4,7 +4,6 @@ file, SLURM's launcher and requeue, DDP inside a sweep, and the sweep report."""
 
 import csv
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -32,7 +31,6 @@ from tensorboard.backend.event_processing.event_file_loader import EventFileLoad
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from hydra_plugins.mnist_classifier_sweepers import optuna_sweeper
-from mnist_classifier.checkpoints import resume_point
 from mnist_classifier.config import override_key
 from mnist_classifier.errors import BadInput
 from mnist_classifier.report import main as report_main
@@ -706,39 +704,6 @@ def test_a_slurm_job_requeued_twice_continues_from_its_checkpoints_with_its_step
     for steps, resumed_step in zip(requeued_runs, resumed_at, strict=True):
         assert steps and steps == [step for step in logged if step >= resumed_step][: len(steps)]
     assert sorted(step for steps in [first, *requeued_runs] for step in steps) == logged
-
-
-@pytest.fixture
-def in_run_dir(tmp_path: Path) -> Path:
-    """The dir of the run that resumes."""
-    return tmp_path / "run"
-
-
-def test_ckpt_path_last_resumes_a_fixed_run_dirs_own_checkpoint(in_run_dir: Path, tmp_path: Path) -> None:
-    own = in_run_dir / "checkpoints" / "last.ckpt"
-    own.parent.mkdir(parents=True)
-    own.write_bytes(b"")
-    # Whatever its overrides were: the run dir is the one the user named.
-    assert resume_point("last", in_run_dir, tmp_path / "outputs", ["trainer.max_epochs=9"]) == (
-        own,
-        in_run_dir,
-    )
-
-
-def test_on_slurm_a_run_dir_holding_checkpoints_resumes_the_newest(
-    in_run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    assert resume_point(None, in_run_dir, tmp_path, []) == (None, None)
-    (in_run_dir / "checkpoints").mkdir(parents=True)
-    last = in_run_dir / "checkpoints" / "last.ckpt"
-    last.write_bytes(b"")
-    os.utime(last, (1, 1))  # older than the checkpoint Lightning saved on the requeue signal
-    hpc = in_run_dir / "hpc_ckpt_1.ckpt"
-    hpc.write_bytes(b"")
-    assert resume_point(None, in_run_dir, tmp_path, []) == (None, None)  # not on SLURM: a new start
-    monkeypatch.setenv("SLURM_NTASKS", "1")
-    monkeypatch.setenv("SLURM_JOB_NAME", "train")
-    assert resume_point(None, in_run_dir, tmp_path, []) == (hpc, in_run_dir)
 
 
 # -- the study's parts --------------------------------------------------------------------------

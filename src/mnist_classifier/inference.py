@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torchmetrics.functional.classification import multiclass_accuracy
 
-from mnist_classifier.checkpoints import RECORD, build_net, load_checkpoint, upgrade_command
+from mnist_classifier.checkpoints import RECORD, build_net, load_checkpoint
 from mnist_classifier.data import to_inputs
 from mnist_classifier.errors import BadInput, one_line
 
@@ -48,13 +48,13 @@ class InferenceModel:
 
 def load_for_inference(path: Path, device: str | torch.device = "cpu") -> InferenceModel:
     """The net a checkpoint holds, in eval mode, with its preprocessing; refused with one line if the
-    file is no checkpoint of this project, or an older one without the inference record."""
+    file is no checkpoint of this project's train.py."""
     checkpoint = load_checkpoint(path)
     record = checkpoint.get(RECORD)
     if record is None:
         raise BadInput(
-            f"{path} is invalid: it was written before checkpoints carried their settings; convert it "
-            f"once with {upgrade_command(path)} (it reads the run's .hydra/config.yaml beside it)"
+            f"{path} is invalid: it has no inference record, so it was not written by train.py of "
+            "this project"
         )
     net = build_net(record["model"], path)
     weights = {key.removeprefix("net."): value for key, value in checkpoint["state_dict"].items()}
