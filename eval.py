@@ -21,6 +21,7 @@ from mnist_classifier.errors import (
     one_line,
     reading_input,
 )
+from mnist_classifier.trust import add_trust_option
 
 if TYPE_CHECKING:
     import torch
@@ -59,17 +60,18 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--images", type=Path, metavar="DIR", help="score DIR/<label>/ images instead")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
+    add_trust_option(parser)
     args = parser.parse_args(argv)
     for path in args.checkpoints:
         existing_file(path, "checkpoint file")
 
-    from mnist_classifier.datasets import DATASETS, default_data_dir, read_split
+    from mnist_classifier.datasets import default_data_dir, read_split
     from mnist_classifier.inference import ensemble_probabilities, load_for_inference, score
 
     bad: list[BadInput] = []
     with reading_input():
-        models = [load_for_inference(path, args.device) for path in args.checkpoints]
-        dataset = DATASETS[models[0].dataset]
+        models = [load_for_inference(path, args.device, args.trust) for path in args.checkpoints]
+        dataset = models[0].dataset
         if args.images:
             images, labels, bad = labelled_digits(args.images, models[0].classes)
         else:

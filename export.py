@@ -19,6 +19,7 @@ import warnings
 from pathlib import Path
 
 from mnist_classifier.errors import ArgumentParser, BadInput, entry_point, existing_file, reading_input
+from mnist_classifier.trust import add_trust_option
 
 FORMATS = ("exported", "onnx", "torchscript")
 DEFAULT_FORMATS = ("exported", "onnx")
@@ -84,6 +85,7 @@ def main(argv: list[str]) -> int:
         help="exported (model.pt2) and onnx by default; torchscript (model.pt) on request: PyTorch "
         "deprecates it for torch.export",
     )
+    add_trust_option(parser)
     args = parser.parse_args(argv)
     existing_file(args.checkpoint, "checkpoint file")
 
@@ -92,7 +94,7 @@ def main(argv: list[str]) -> int:
     from mnist_classifier.inference import load_for_inference
 
     with reading_input():
-        model = load_for_inference(args.checkpoint)
+        model = load_for_inference(args.checkpoint, trusted=args.trust)
     out = args.out or args.checkpoint.resolve().parent.parent / "export"
     example = torch.zeros(2, 1, model.image_size, model.image_size)
     program = exported_program(model.net, example)

@@ -34,6 +34,7 @@ from mnist_classifier.errors import (
     one_line,
     reading_input,
 )
+from mnist_classifier.trust import add_trust_option
 
 if (
     TYPE_CHECKING
@@ -105,6 +106,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--format", choices=FORMATS, default="tsv", help="tsv (default), csv or json")
     parser.add_argument("--save-inputs", type=Path, metavar="DIR", help="write the 28x28 the net saw here")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
+    add_trust_option(parser)
     args = parser.parse_args(argv)
     existing_file(args.checkpoint, "checkpoint file")
 
@@ -114,7 +116,7 @@ def main(argv: list[str]) -> int:
     from mnist_classifier.inference import load_for_inference
 
     with reading_input():
-        model = load_for_inference(args.checkpoint, args.device)
+        model = load_for_inference(args.checkpoint, args.device, args.trust)
         if not 1 <= args.top <= len(model.classes):
             raise BadInput(f"--top {args.top} is invalid: give 1 to {len(model.classes)}, its classes")
         if args.save_inputs and args.save_inputs.exists() and not args.save_inputs.is_dir():

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from mnist_classifier.errors import ArgumentParser, BadInput, entry_point, existing_file, reading_input
+from mnist_classifier.trust import add_trust_option
 
 
 def check_can_listen(host: str, port: int) -> None:
@@ -60,6 +61,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--max-upload-mb", type=float, default=20, help="the largest request body (default: 20)"
     )
+    add_trust_option(parser)
     args = parser.parse_args(argv)
     existing_file(args.checkpoint, "checkpoint file")
     if not 0 <= args.port <= 65535:
@@ -74,7 +76,7 @@ def main(argv: list[str]) -> int:
     from mnist_classifier.serving import create_app
 
     with reading_input():
-        model = load_for_inference(args.checkpoint)
+        model = load_for_inference(args.checkpoint, trusted=args.trust)
     app = create_app(model, max_upload_bytes=round(args.max_upload_mb * 2**20))
     uvicorn.run(app, host=args.host, port=args.port)  # Ctrl+C: shuts down and returns
     return 0

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))  # the generator of wild digits, a 
 
 from wild_digits import mnist_test_set, wild_digit, wild_number  # noqa: E402
 
-from mnist_classifier.datasets import DATASETS, default_data_dir  # noqa: E402
+from mnist_classifier.datasets import default_data_dir  # noqa: E402
 from mnist_classifier.errors import BadInput  # noqa: E402
 from mnist_classifier.handwriting import read_digits, read_numbers  # noqa: E402
 from mnist_classifier.inference import load_for_inference  # noqa: E402
@@ -42,15 +42,10 @@ def main() -> None:
     parser.add_argument("checkpoint", type=Path, help="<run dir>/checkpoints/<file>.ckpt")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots" / "handwriting.png")
     parser.add_argument("--seed", type=int, default=0, help="which test digits, and how they are made wild")
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=default_data_dir(DATASETS["mnist"]),
-        help="MNIST/raw/",
-    )
+    parser.add_argument("--data-dir", type=Path, help="the folder holding MNIST/raw/ (default: as training)")
     args = parser.parse_args()
     model = load_for_inference(args.checkpoint)
-    digits, labels = mnist_test_set(args.data_dir)
+    digits, labels = mnist_test_set(args.data_dir or default_data_dir(model.dataset))
     rng = np.random.default_rng(args.seed)
     order = iter(torch.from_numpy(rng.permutation(len(digits))).tolist())
 

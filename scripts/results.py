@@ -58,11 +58,11 @@ def run(recipe: Recipe) -> None:
 
 def ensemble_accuracy(sweep_dir: Path) -> float:
     """The test accuracy of the mean of the seeds' best checkpoints' probabilities."""
-    from mnist_classifier.datasets import DATASETS, default_data_dir, read_split
+    from mnist_classifier.datasets import default_data_dir, read_split
     from mnist_classifier.inference import ensemble_probabilities, load_for_inference, score
 
     models = [load_for_inference(path) for path in sorted(sweep_dir.glob("*/checkpoints/epoch*.ckpt"))]
-    dataset = DATASETS[models[0].dataset]
+    dataset = models[0].dataset
     images, labels = read_split(default_data_dir(dataset), dataset, train=False)
     return score(ensemble_probabilities(models, images)[-1], labels).accuracy
 
@@ -89,6 +89,7 @@ def percent(values: list[float]) -> str:
 
 def tables() -> str:
     from mnist_classifier.report import read_jobs
+    from mnist_classifier.selection import Selection
 
     lines = []
     for dataset in dict.fromkeys(recipe.dataset for recipe in RECIPES):
@@ -100,7 +101,7 @@ def tables() -> str:
             "| --- | --- | --- | --- | --- |",
         ]
         for recipe in (recipe for recipe in RECIPES if recipe.dataset == dataset):
-            jobs = [job for job in read_jobs(RESULTS / recipe.name) if job.status == "finished"]
+            jobs = [job for job in read_jobs(RESULTS / recipe.name, Selection()) if job.status == "finished"]
             if len(jobs) != len(SEEDS):
                 lines.append(
                     f"| `{recipe.command}` | not run yet: `python scripts/results.py run {recipe.name}` "

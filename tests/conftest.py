@@ -1,6 +1,7 @@
 """Shared fixtures: a tiny MNIST written as real IDX files, the composed Hydra config, and one
 trained run (with its checkpoints) that every test needing one reuses."""
 
+import functools
 import importlib.util
 import io
 import logging
@@ -22,10 +23,11 @@ import numpy as np
 import pytest
 import torch
 from hydra.core.global_hydra import GlobalHydra
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_classifier.config import compose
-from mnist_classifier.datasets import DATASETS, FILES, find_file, read_split
+from mnist_classifier.datasets import FILES, DataSet, find_file, read_split
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT / "conf"
@@ -237,8 +239,16 @@ def tiny_mnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def mnist_test() -> tuple[torch.Tensor, torch.Tensor]:
     """MNIST's real test digits and labels, from $MNIST_DATA_DIR (make test sets it)."""
-    images, labels = read_split(real_mnist_dir(), DATASETS["mnist"], train=False)
+    images, labels = read_split(real_mnist_dir(), data_set("mnist"), train=False)
     return images, labels
+
+
+@functools.cache
+def data_set(name: str) -> DataSet:
+    """The data set conf/data/<name>.yaml declares, as the data module gets it."""
+    declared = compose([f"data={name}"], output_dir=ROOT).data.dataset
+    GlobalHydra.instance().clear()
+    return instantiate(declared)
 
 
 def real_mnist_dir() -> Path:

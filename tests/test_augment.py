@@ -14,6 +14,8 @@ from mnist_classifier.data import MNISTDataModule
 from mnist_classifier.models import LeNet
 from mnist_classifier.module import Classifier
 
+from .conftest import data_set
+
 DISTORTIONS = {"rotation": 10, "scale": 0.1, "translate": 0.1, "shear": 10, "elastic": 1.5}
 
 
@@ -73,7 +75,9 @@ def test_p_leaves_that_share_of_images_alone() -> None:
 
 def test_only_training_batches_are_distorted_and_the_model_sees_the_distorted_ones(tiny_mnist: Path) -> None:
     augment = RandomAffine(**DISTORTIONS, seed=0)
-    datamodule = MNISTDataModule(tiny_mnist, val_size=40, batch_size=16, download=False, augment=augment)
+    datamodule = MNISTDataModule(
+        tiny_mnist, data_set("mnist"), val_size=40, batch_size=16, download=False, augment=augment
+    )
     seen: dict[str, list] = {"train": [], "val": []}
 
     class Record(L.Callback):

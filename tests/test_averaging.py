@@ -9,11 +9,11 @@ import torch
 from lightning.pytorch import Callback
 
 from mnist_classifier.averaging import AVERAGED, RAW_WEIGHTS
-from mnist_classifier.datasets import DATASETS, read_split
+from mnist_classifier.datasets import read_split
 from mnist_classifier.inference import load_for_inference, score
 from mnist_classifier.training import build, run
 
-from .conftest import TINY_RUN
+from .conftest import TINY_RUN, data_set
 
 
 def test_the_validated_saved_tested_and_loaded_weights_are_the_average(
@@ -32,7 +32,7 @@ def test_the_validated_saved_tested_and_loaded_weights_are_the_average(
 
     # Tested: the logged test loss and accuracy are the checkpoint's own, scored apart from the run.
     model = load_for_inference(best)
-    images, labels = read_split(tiny_mnist, DATASETS["mnist"], train=False)
+    images, labels = read_split(tiny_mnist, data_set("mnist"), train=False)
     scores = score(model.probabilities(images), labels)
     assert results["test/loss"] == pytest.approx(scores.loss, rel=1e-5)
     assert results["test/acc"] == pytest.approx(scores.accuracy)

@@ -72,6 +72,10 @@ def without_record(checkpoint: dict) -> None:
     del checkpoint[RECORD]
 
 
+def own_net(checkpoint: dict) -> None:
+    checkpoint[RECORD]["model"]["_target_"] = "mynets.TinyNet"
+
+
 def fashion_record(checkpoint: dict) -> None:
     checkpoint[RECORD]["dataset"] = "fashion_mnist"
 
@@ -95,7 +99,13 @@ CASES: list[tuple[str, Callable, Callable[[Context], list[str]], str]] = [
     ("gpu", train, lambda c: ["trainer.accelerator=gpu"], "trainer.accelerator=gpu is invalid: this machine has no CUDA GPU"),
     # train.py: options and keys
     ("unknown option", train, lambda c: ["optimizer=adagrad"], "optimizer=adagrad is invalid: choose one of adam, adamw, nesterov, rmsprop, sgd"),
-    ("unknown augment", train, lambda c: ["augment=warp"], "augment=warp is invalid: choose one of affine, elastic, fashion, fashion_mnist, mnist, none"),
+    ("unknown augment", train, lambda c: ["augment=warp"], "augment=warp is invalid: choose one of affine, elastic, fashion, none"),
+    ("selection metric", train, lambda c: ["selection.monitor=test/acc"], "selection.monitor=test/acc is invalid: one of val/acc, val/loss, train/acc, train/loss_epoch"),
+    ("selection mode", train, lambda c: ["selection.mode=highest"], "selection.mode=highest is invalid: one of max, min"),
+    ("data set field", train, lambda c: ["~data.dataset.classes"], "data.dataset.classes is invalid: it is missing; give a list of two or more strings"),
+    ("classes", train, lambda c: ["data.dataset.classes=[a,b,c]"], "{data}/MNIST/raw/train-labels-idx1-ubyte is invalid: its labels run 0 to 9, and data.dataset.classes names 3 classes"),
+    ("unknown target", train, lambda c: ["model._target_=mynets.Net"], "model._target_=mynets.Net is invalid: it cannot be imported"),
+    ("unknown argument", train, lambda c: ["+model.depth=3"], "model.depth is invalid: mnist_classifier.models.LeNet takes no argument depth"),
     ("unknown key", train, lambda c: ["optimizer.lrr=3"], "optimizer.lrr=3 is invalid: optimizer has no key 'lrr'"),
     ("list without -m", train, lambda c: ["optimizer.lr=0.1,0.01"], "optimizer.lr=0.1,0.01 is invalid without -m"),
     ("study without -m", train, lambda c: ["hparams_search=optuna"], "hparams_search=optuna is invalid without -m"),
@@ -119,7 +129,8 @@ CASES: list[tuple[str, Callable, Callable[[Context], list[str]], str]] = [
     ("eval usage", command("eval.py"), lambda c: [], "eval.py: the following arguments are required: CKPT"),
     ("eval missing", command("eval.py"), lambda c: [str(c.tmp / "none.ckpt")], "{tmp}/none.ckpt is invalid: no such checkpoint file"),
     ("eval no record", command("eval.py"), lambda c: [str(c.checkpoint_with("no_record.ckpt", without_record))], "{tmp}/no_record.ckpt is invalid: it has no inference record, so it was not written by train.py of this project"),
-    ("eval ensemble", command("eval.py"), lambda c: [str(c.run.best), str(c.checkpoint_with("fashion.ckpt", fashion_record))], "{tmp}/fashion.ckpt is invalid in this ensemble: its dataset is fashion_mnist"),
+    ("eval untrusted", command("eval.py"), lambda c: [str(c.checkpoint_with("own.ckpt", own_net))], "{tmp}/own.ckpt is invalid: its net names _target_ mynets.TinyNet, outside the modules a checkpoint may name (mnist_classifier.models, torch.nn); if you trust mynets, give --trust mynets or set MNIST_CLASSIFIER_TRUST=mynets"),
+    ("eval ensemble", command("eval.py"), lambda c: [str(c.run.best), str(c.checkpoint_with("fashion.ckpt", fashion_record))], "{tmp}/fashion.ckpt is invalid in this ensemble: its data set is fashion_mnist, "),
     ("eval data", command("eval.py"), lambda c: [str(c.run.best), "--data-dir", str(c.tmp)], "{tmp}/MNIST/raw is invalid: it lacks t10k-images-idx3-ubyte"),
     ("predict text", predict, lambda c: [str(c.run.best), str(c.file("notes.png", b"not an image"))], "{tmp}/notes.png is invalid: it is not an image"),
     ("predict missing", predict, lambda c: [str(c.run.best), str(c.tmp / "none.png")], "{tmp}/none.png is invalid: there is no such file"),
@@ -140,6 +151,6 @@ def test_bad_input_is_one_line_and_exit_status_2_before_any_work(
         entry(context, *argv(context))
     assert stop.value.code == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    expected = message.format(tmp=tmp_path, last=trained_run.last)
+    expected = message.format(tmp=tmp_path, last=trained_run.last, data=tiny_mnist)
     assert len(lines) == 1 and lines[0].startswith(f"error: {expected}"), lines
     assert not (tmp_path / "run" / "checkpoints").exists()  # nothing was trained

@@ -13,19 +13,20 @@ from mnist_classifier.errors import BadInput
 from mnist_classifier.inference import load_for_inference
 from mnist_classifier.training import build
 
-from .conftest import TrainedRun, script_module
+from .conftest import TrainedRun, data_set, script_module
 from .drawings import page, ring
 
 
 def test_every_checkpoint_carries_what_inference_needs(trained_run: TrainedRun, tiny_mnist: Path) -> None:
-    datamodule = MNISTDataModule(tiny_mnist, val_size=40, download=False)
+    datamodule = MNISTDataModule(tiny_mnist, data_set("mnist"), val_size=40, download=False)
     datamodule.setup("fit")
     for path in (trained_run.best, trained_run.last):
         record = torch.load(path, weights_only=True)[RECORD]
         assert record["model"] == {"_target_": "mnist_classifier.models.LeNet", "image_size": 32,
-                                   "hidden_sizes": [120, 84]}  # fmt: skip
-        assert (record["dataset"], record["image_size"], record["resize"]) == ("mnist", 32, "bilinear")
-        assert record["classes"] == [str(digit) for digit in range(10)]
+                                   "hidden_sizes": [120, 84], "num_classes": 10}  # fmt: skip
+        assert (record["image_size"], record["resize"]) == (32, "bilinear")
+        assert record["dataset"] == {"name": "mnist", "folder": "MNIST", "classes": list("0123456789"),
+                                     "variable": "MNIST_DATA_DIR", "torchvision_class": "MNIST"}  # fmt: skip
         assert (record["mean"], record["std"]) == pytest.approx((datamodule.mean, datamodule.std))
         assert record["version"] == package_version()
 
@@ -58,7 +59,8 @@ def test_a_checkpoint_copied_alone_to_an_empty_folder_works_with_eval_predict_an
                       r"\(mnist_classifier.models, torch.nn\)"),
         ("torch.hub.load", "its net names _target_ torch.hub.load, outside the modules"),
         ("torch.nn.functional.relu", "its net names torch.nn.functional.relu, which is no torch module"),
-        ("mnist_classifier.models.Resnet", "its net names mnist_classifier.models.Resnet, which is not"),
+        ("mnist_classifier.models.Resnet", "its net names mnist_classifier.models.Resnet, which cannot be "
+                                           "imported here"),
     ],
 )  # fmt: skip
 def test_a_checkpoint_naming_a_class_outside_the_projects_nets_is_refused_before_it_is_called(

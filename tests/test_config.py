@@ -70,7 +70,7 @@ def test_defaults_are_the_default_recipe_on_tensorboard(compose_config) -> None:
     assert cfg.scheduler.scheduler._target_.endswith("OneCycleLR") and cfg.augment.rotation > 0
     assert cfg.trainer.max_epochs == 10
     assert cfg.loss._target_ == "torch.nn.CrossEntropyLoss"
-    assert cfg.data.dataset == "mnist"
+    assert cfg.data.dataset.name == "mnist" and cfg.classifier.num_classes == 10
     assert cfg.trainer.accelerator == "auto"
     assert list(cfg.logger) == ["tensorboard"]
     assert cfg.callbacks.model_checkpoint.monitor == "val/acc"
@@ -132,7 +132,7 @@ def test_each_rule_accepts_its_values_and_refuses_others_saying_what_it_allows(
 
 def test_a_key_the_composition_lacks_is_not_checked(compose_config) -> None:
     cfg = compose_config("optimizer=adam", "augment=none", "scheduler=none")
-    assert "momentum" not in cfg.optimizer and cfg.augment is None and cfg.scheduler is None
+    assert "momentum" not in cfg.optimizer and not cfg.augment and cfg.scheduler is None
     validate(cfg)
 
 

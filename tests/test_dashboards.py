@@ -32,12 +32,12 @@ from mnist_classifier.data import MNISTDataModule
 from mnist_classifier.models import LeNet
 from mnist_classifier.module import Classifier
 
-from .conftest import TrainedRun
+from .conftest import TrainedRun, data_set
 
 
 def fit_and_test(data_dir: Path, log_dir: Path, callbacks: list[L.Callback], epochs: int = 2) -> L.Trainer:
     torch.manual_seed(0)
-    datamodule = MNISTDataModule(data_dir, val_size=40, batch_size=16, download=False)
+    datamodule = MNISTDataModule(data_dir, data_set("mnist"), val_size=40, batch_size=16, download=False)
     classifier = Classifier(LeNet(), nn.CrossEntropyLoss(), partial(torch.optim.Adam, lr=1e-3))
     trainer = L.Trainer(
         accelerator="cpu",
@@ -118,7 +118,7 @@ def test_misclassified_digits_are_the_wrong_predictions_with_their_probability(
     nn.init.zeros_(net[1].weight)
     net[1].bias.data = torch.log(torch.tensor([3.0] + [1.0] * 9))
     classifier = Classifier(net, nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.01))
-    datamodule = MNISTDataModule(tiny_mnist, val_size=40, download=False)
+    datamodule = MNISTDataModule(tiny_mnist, data_set("mnist"), val_size=40, download=False)
     misclassified = MisclassifiedDigits(count=5)
     logger = L.pytorch.loggers.TensorBoardLogger(tmp_path, name="", version="")
     trainer = L.Trainer(

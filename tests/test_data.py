@@ -11,14 +11,23 @@ from torchvision.datasets import MNIST
 
 from mnist_classifier.batches import TensorBatches
 from mnist_classifier.data import MNISTDataModule
-from mnist_classifier.datasets import DATASETS, FILES, download, missing_files, read_idx, read_split
+from mnist_classifier.datasets import FILES, download, missing_files, read_idx, read_split
+from mnist_classifier.errors import BadInput
 
-from .conftest import TINY_TEST, TINY_TRAIN, copy_dataset, synthetic_digits, write_idx, write_tiny_dataset
+from .conftest import (
+    TINY_TEST,
+    TINY_TRAIN,
+    copy_dataset,
+    data_set,
+    synthetic_digits,
+    write_idx,
+    write_tiny_dataset,
+)
 
 
-def make_datamodule(data_dir: Path, **overrides) -> MNISTDataModule:
+def make_datamodule(data_dir: Path, dataset: str = "mnist", **overrides) -> MNISTDataModule:
     settings = {"val_size": 20, "batch_size": 16, "download": False} | overrides
-    datamodule = MNISTDataModule(data_dir, **settings)
+    datamodule = MNISTDataModule(data_dir, data_set(dataset), **settings)
     datamodule.prepare_data()
     datamodule.setup()
     return datamodule
@@ -42,7 +51,7 @@ def test_fashion_mnist_is_read_from_its_own_folder_gzipped_as_shipped(tmp_path: 
     assert datamodule.classes[9] == "Ankle boot" and len(datamodule.test_set[1]) == TINY_TEST
     _, labels = synthetic_digits(TINY_TEST, seed=1)
     assert torch.equal(datamodule.test_set[1], labels.long())
-    assert missing_files(tmp_path, DATASETS["mnist"]) == list(FILES)  # MNIST's folder is another
+    assert missing_files(tmp_path, data_set("mnist")) == list(FILES)  # MNIST's folder is another
 
 
 def test_official_split_with_a_validation_cut_from_the_training_images(tiny_mnist: Path) -> None:
@@ -162,17 +171,17 @@ def test_a_loader_restored_mid_epoch_goes_on_with_the_batches_not_yet_taken() ->
 def test_a_failed_download_leaves_no_folders_behind(tmp_path: Path, monkeypatch) -> None:
     # A mirror on a closed loopback port: the download fails at once, with or without internet.
     monkeypatch.setattr(MNIST, "mirrors", ["http://127.0.0.1:9/"])
-    reason = download(tmp_path / "data", DATASETS["mnist"])
+    reason = download(tmp_path / "data", data_set("mnist"))
     assert reason is not None and reason.startswith("the download failed")
     assert not (tmp_path / "data").exists()
     (tmp_path / "kept").mkdir()
-    download(tmp_path / "kept", DATASETS["mnist"])
+    download(tmp_path / "kept", data_set("mnist"))
     assert list((tmp_path / "kept").iterdir()) == []  # a folder the user made stays, emptied of ours
 
 
 def test_missing_files_are_refused_naming_the_folder_and_the_four_files(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError) as error:
-        MNISTDataModule(tmp_path, download=False).prepare_data()
+    with pytest.raises(BadInput) as error:
+        MNISTDataModule(tmp_path, data_set("mnist"), download=False).prepare_data()
     message = str(error.value)
     assert message.startswith(f"data.data_dir={tmp_path} is invalid: mnist is not in {tmp_path}/MNIST/raw")
     assert all(name in message for name in FILES) and "MNIST_DATA_DIR" in message and "\n" not in message
@@ -217,7 +226,8 @@ def test_missing_files_are_refused_naming_the_folder_and_the_four_files(tmp_path
         (
             "t10k-labels-idx1-ubyte",
             lambda data: data[:-1] + b"\x0c",
-            r"t10k-labels-idx1-ubyte is invalid: it holds label 12, and the labels of mnist are 0 to 9",
+            r"t10k-labels-idx1-ubyte is invalid: its labels run 0 to 12, and data.dataset.classes names 10 "
+            r"classes \(0, 1, 2, 3, 4, 5, 6, 7, 8, 9\); give one class per label",
         ),
         (
             "t10k-labels-idx1-ubyte",
@@ -243,7 +253,7 @@ def test_a_corrupt_idx_file_is_refused_with_a_line_naming_it(
     path = data_dir / "MNIST" / "raw" / name
     path.write_bytes(change(path.read_bytes()))
     with pytest.raises(ValueError, match=message) as error:
-        read_split(data_dir, DATASETS["mnist"], train=name.startswith("train"))
+        read_split(data_dir, data_set("mnist"), train=name.startswith("train"))
     assert "\n" not in str(error.value)
 
 
@@ -256,8 +266,8 @@ def test_the_real_fashion_mnist_reads_as_debian_ships_it(tmp_path: Path) -> None
     assert DEBIAN_FASHION_MNIST.is_dir(), missing
     (tmp_path / "FashionMNIST").mkdir()
     (tmp_path / "FashionMNIST" / "raw").symlink_to(DEBIAN_FASHION_MNIST)
-    images, labels = read_split(tmp_path, DATASETS["fashion_mnist"], train=False)
+    images, labels = read_split(tmp_path, data_set("fashion_mnist"), train=False)
     assert images.shape == (10_000, 28, 28) and images.dtype == torch.uint8
     assert labels.bincount().tolist() == [1000] * 10  # its test set: 1,000 of each kind
-    train_images, train_labels = read_split(tmp_path, DATASETS["fashion_mnist"], train=True)
+    train_images, train_labels = read_split(tmp_path, data_set("fashion_mnist"), train=True)
     assert len(train_images) == len(train_labels) == 60_000

@@ -1,6 +1,8 @@
 """The failure policy every entry point runs under."""
 
 import pytest
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 
 from mnist_classifier.errors import ArgumentParser, BadInput, entry_point, failure_policy, reading_input
 
@@ -16,9 +18,13 @@ def test_bad_input_is_one_line_with_status_2_and_other_errors_status_1(capsys) -
     assert capsys.readouterr().err == "error: the disk is full\n"
 
 
-def test_errors_reading_input_are_bad_input_and_errors_later_are_failures() -> None:
-    with pytest.raises(BadInput, match="no such file"), reading_input():
-        raise FileNotFoundError("no such file")
+def test_only_bad_input_is_bad_input_also_from_a_constructor_hydra_called() -> None:
+    with pytest.raises(BadInput, match="image_size=8 is invalid for LeNet"), reading_input():
+        instantiate({"_target_": "mnist_classifier.models.LeNet", "image_size": 8})
+    # A bug in a constructor is a failure, even a ValueError: it is not the user's to fix.
+    with pytest.raises(InstantiationException) as raised, reading_input():
+        instantiate({"_target_": "builtins.int", "_args_": ["not a number"]})
+    assert isinstance(raised.value.__cause__, ValueError)
     with pytest.raises(KeyError), reading_input():
         raise KeyError("a bug, not bad input")
 

@@ -9,10 +9,12 @@ from mnist_classifier.errors import BadInput
 from mnist_classifier.inference import InferenceModel, ensemble_probabilities, score
 from mnist_classifier.models import LeNet
 
+from .conftest import data_set
+
 
 def model(seed: int, **settings) -> InferenceModel:
     torch.manual_seed(seed)
-    defaults = {"dataset": "mnist", "classes": tuple("0123456789"), "image_size": 32, "resize": "bilinear"}
+    defaults = {"dataset": data_set("mnist"), "image_size": 32, "resize": "bilinear"}
     return InferenceModel(
         net=LeNet().eval(), mean=0.13, std=0.3, path=Path(f"m{seed}.ckpt"), **defaults | settings
     )
@@ -31,11 +33,11 @@ def test_the_ensemble_is_the_mean_of_its_members_probabilities() -> None:
 def test_members_of_other_data_sets_or_image_sizes_are_refused() -> None:
     images = torch.zeros(2, 28, 28, dtype=torch.uint8)
     with pytest.raises(
-        BadInput, match=r"m1.ckpt is invalid in this ensemble: its image_size is 28, m0.ckpt's is 32"
+        BadInput, match=r"m1.ckpt is invalid in this ensemble: its image size is 28, m0.ckpt's is 32"
     ):
         ensemble_probabilities([model(0), model(1, image_size=28)], images)
-    with pytest.raises(BadInput, match="its dataset is fashion_mnist"):
-        ensemble_probabilities([model(0), model(1, dataset="fashion_mnist")], images)
+    with pytest.raises(BadInput, match=r"its data set is fashion_mnist, m0\.ckpt's is mnist"):
+        ensemble_probabilities([model(0), model(1, dataset=data_set("fashion_mnist"))], images)
 
 
 def test_scores_are_accuracy_mean_log_loss_and_per_class_accuracy() -> None:

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import termios
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,13 +26,12 @@ from PIL import Image, ImageDraw
 
 from mnist_classifier import handwriting
 from mnist_classifier.checkpoints import RECORD
-from mnist_classifier.datasets import DATASETS
 from mnist_classifier.handwriting import likeliest_numbers
 from mnist_classifier.inference import InferenceModel, load_for_inference
 from mnist_classifier.mnist_format import mnist_digit
 from mnist_classifier.written_numbers import mnist_digits_of_number
 
-from .conftest import ROOT, TrainedRun, script_module, user_environment
+from .conftest import ROOT, TrainedRun, data_set, script_module, user_environment
 from .drawings import INK, block, broken_seven, ell, encoded, page, png_header, ring, row
 
 ALLOWED = "PNG, JPEG, WebP, BMP or TIFF"
@@ -229,7 +228,7 @@ def test_images_are_classified_in_batches_in_their_order_with_the_bad_ones_liste
 def fashion_checkpoint(trained_run: TrainedRun, path: Path) -> Path:
     """The shared run's checkpoint, said to be of Fashion-MNIST: its classes are no digits."""
     checkpoint = torch.load(trained_run.best, weights_only=True)
-    checkpoint[RECORD] |= {"dataset": "fashion_mnist", "classes": list(DATASETS["fashion_mnist"].classes)}
+    checkpoint[RECORD] |= {"dataset": asdict(data_set("fashion_mnist"))}
     torch.save(checkpoint, path)
     return path
 

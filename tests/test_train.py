@@ -10,7 +10,6 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 from importlib import metadata
 from pathlib import Path
 
@@ -21,10 +20,9 @@ from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from mnist_classifier.data import MNISTDataModule
 from mnist_classifier.models import LeNet
-from mnist_classifier.records import CPU_NUMERICS, INDUCTOR_CACHE, git_state, pin_cpu_numerics
 from mnist_classifier.training import run
 
-from .conftest import ROOT, TINY_RUN, TrainedRun, run_script, user_environment, wait_for
+from .conftest import ROOT, TINY_RUN, TrainedRun, data_set, run_script, user_environment, wait_for
 
 
 def train(*overrides: str, data_dir: Path, cwd: Path = ROOT) -> subprocess.CompletedProcess:
@@ -57,22 +55,6 @@ def test_the_run_dir_holds_the_config_checkpoints_events_and_what_reproduces_it(
         ).stdout.strip()
 
     assert record["git"]["commit"] == git("rev-parse", "HEAD")
-
-
-def test_each_setting_of_the_cpu_kernels_gets_its_own_compile_cache(monkeypatch: pytest.MonkeyPatch) -> None:
-    def cache_after_pinning(**environment: str) -> str:
-        for name in (*CPU_NUMERICS, INDUCTOR_CACHE):
-            monkeypatch.delenv(name, raising=False)
-        for name, value in environment.items():
-            monkeypatch.setenv(name, value)
-        pin_cpu_numerics()
-        return os.environ[INDUCTOR_CACHE]
-
-    pinned = cache_after_pinning()
-    assert pinned == cache_after_pinning() and pinned.startswith(tempfile.gettempdir())
-    assert cache_after_pinning(ATEN_CPU_CAPABILITY="default") != pinned
-    assert cache_after_pinning(ONEDNN_MAX_CPU_ISA="ALL") != pinned
-    assert cache_after_pinning(TORCHINDUCTOR_CACHE_DIR="/srv/cache") == "/srv/cache"
 
 
 def test_tensorboard_events_hold_every_metric_and_the_hparams(trained_run: TrainedRun) -> None:
@@ -230,7 +212,7 @@ def test_two_ddp_processes_validate_like_one_process(tiny_mnist: Path, tmp_path:
     net = LeNet()
     net.load_state_dict({key.removeprefix("net."): value for key, value in checkpoint["state_dict"].items()
                          if key.startswith("net.")})  # fmt: skip
-    datamodule = MNISTDataModule(tiny_mnist, val_size=41, download=False)
+    datamodule = MNISTDataModule(tiny_mnist, data_set("mnist"), val_size=41, download=False)
     datamodule.setup("fit")
     images, labels = datamodule.val_set
     with torch.no_grad():
@@ -334,23 +316,6 @@ def test_a_stopped_run_saves_its_last_checkpoint_and_exits_1_with_one_line(
     logged = max(event.step for event in events.Scalars("train/loss_step"))
     in_flight = 1 if stop == signal.SIGINT else 0
     assert 10 <= logged + 1 <= saved_step(last) <= logged + 1 + in_flight < 500
-
-
-def test_the_run_record_says_whether_the_code_had_uncommitted_changes(tmp_path: Path) -> None:
-    def git(*args: str) -> None:
-        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
-
-    git("init", "-q")
-    (tmp_path / "code.py").write_text("first\n")
-    git("add", "code.py")
-    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first")
-    clean = git_state(tmp_path)
-    assert clean["dirty"] is False and len(clean["commit"]) == 40
-    (tmp_path / "notes.txt").write_text("untracked: not a change of the code")
-    assert git_state(tmp_path)["dirty"] is False
-    (tmp_path / "code.py").write_text("changed\n")
-    assert git_state(tmp_path) == {"commit": clean["commit"], "dirty": True}
-    assert git_state(tmp_path.parent / "nowhere") == {"commit": None, "dirty": None}
 
 
 def test_ckpt_path_last_after_a_finished_run_trains_nothing_more_and_reports_it_again(

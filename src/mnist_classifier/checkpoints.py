@@ -8,6 +8,8 @@ checkpoint a run resumes from is mnist_classifier.resume's.
 """
 
 import importlib
+from collections.abc import Iterable
+from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -18,13 +20,11 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from mnist_classifier.datasets import DATASETS
-from mnist_classifier.errors import BadInput, existing_file, one_line
+from mnist_classifier.data import MNISTDataModule
+from mnist_classifier.errors import BadInput, existing_file, first_line, one_line
+from mnist_classifier.trust import how_to_trust, trusted_modules, untrusted
 
 RECORD = "mnist_classifier"  # the checkpoint's key for the inference record
-# The modules whose classes a checkpoint's net may name: a checkpoint is data, and a `_target_`
-# elsewhere (os.system, torch.hub.load) would run whatever it names when the net is built.
-NET_MODULES = ("mnist_classifier.models.", "torch.nn.")
 
 
 def package_version() -> str:
@@ -48,51 +48,50 @@ def targets(node: Any) -> list[str]:
     return []
 
 
-def build_net(model: dict[str, Any], path: Path) -> nn.Module:
-    """The net a checkpoint's record describes, untrained; BadInput for a `_target_` outside
-    NET_MODULES or for a class that is no torch module."""
-    allowed = ", ".join(module.rstrip(".") for module in NET_MODULES)
-    for target in targets(model):
-        if not target.startswith(NET_MODULES):
-            raise BadInput(
-                f"{path} is invalid: its net names _target_ {target}, outside the modules a checkpoint "
-                f"may name ({allowed})"
-            )
+def build_net(model: dict[str, Any], path: Path, trusted: Iterable[str] = ()) -> nn.Module:
+    """The net a checkpoint's record describes, untrained; BadInput for a `_target_` outside the
+    trusted modules (mnist_classifier.trust, `trusted` added) or for a class that is no torch module."""
+    if (target := untrusted(targets(model), trusted)) is not None:
+        raise BadInput(
+            f"{path} is invalid: its net names _target_ {target}, outside the modules a checkpoint may "
+            f"name ({', '.join(trusted_modules(trusted))}); {how_to_trust(target)}"
+        )
     module, _, name = model["_target_"].rpartition(".")
     try:
         net_class = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as error:
-        raise BadInput(f"{path} is invalid: its net names {model['_target_']}, which is not there") from error
+        raise BadInput(
+            f"{path} is invalid: its net names {model['_target_']}, which cannot be imported here "
+            f"({one_line(error)}); put its module on the Python path (PYTHONPATH)"
+        ) from error
     if not (isinstance(net_class, type) and issubclass(net_class, nn.Module)):
         raise BadInput(f"{path} is invalid: its net names {model['_target_']}, which is no torch module")
     return instantiate(model, _convert_="all")
 
 
-def inference_record(model: DictConfig, data: DictConfig, mean: float | None, std: float | None) -> dict:
-    """What inference needs from a run's model and data configs and its normalisation."""
+def inference_record(model: DictConfig, datamodule: MNISTDataModule) -> dict:
+    """What inference needs: the run's model config, and its data set, resize and normalisation."""
     return {
         "version": package_version(),
         "model": model_record(model),
-        "dataset": data.dataset,
-        "classes": list(DATASETS[data.dataset].classes),
-        "image_size": data.image_size,
-        "resize": data.resize,
-        "mean": mean,
-        "std": std,
+        "dataset": asdict(datamodule.dataset) | {"classes": list(datamodule.dataset.classes)},
+        "image_size": datamodule.image_size,
+        "resize": datamodule.resize,
+        "mean": datamodule.mean,
+        "std": datamodule.std,
     }
 
 
 class InferenceRecord(Callback):
     """Writes the inference record into every checkpoint the run saves."""
 
-    def __init__(self, model: DictConfig, data: DictConfig) -> None:
-        self.model, self.data = model, data
+    def __init__(self, model: DictConfig) -> None:
+        self.model = model
 
     def on_save_checkpoint(
         self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
     ) -> None:
-        datamodule = trainer.datamodule
-        checkpoint[RECORD] = inference_record(self.model, self.data, datamodule.mean, datamodule.std)
+        checkpoint[RECORD] = inference_record(self.model, trainer.datamodule)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -102,7 +101,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises a different type for each way a file is not one
         raise BadInput(
-            f"{path} is invalid: not a checkpoint (torch.load failed: {one_line(error)})"
+            f"{path} is invalid: not a checkpoint (torch.load failed: {first_line(error)})"
         ) from error
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise BadInput(f"{path} is invalid: not a Lightning checkpoint (it holds no state_dict)")

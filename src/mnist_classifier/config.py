@@ -9,9 +9,10 @@ LeNet) are made where those are built. Also Hydra's override lines (`key=value`,
 """
 
 import hashlib
+import inspect
 import itertools
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +23,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import IntervalSweep, Override
 from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException
-from omegaconf import DictConfig, OmegaConf, open_dict
+from hydra.utils import get_object
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from mnist_classifier.errors import BadInput
+from mnist_classifier.errors import BadInput, first_line, one_line
 from mnist_classifier.schema import check
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -44,12 +46,17 @@ def short_name(name: str) -> str:
 
 
 OmegaConf.register_new_resolver("short", short_name, replace=True)
+# `${len:${data.dataset.classes}}`: the number of classes follows from the data set's classes.
+OmegaConf.register_new_resolver("len", len, replace=True)
 
 
 def validate(cfg: DictConfig) -> None:
-    """Raise BadInput for the first value outside its rule (mnist_classifier.schema), a checkpoint
-    that is not there, or a GPU asked for on a machine without one."""
+    """Raise BadInput for the first value outside its rule (mnist_classifier.schema), a `_target_`
+    that cannot be imported or a key it takes no argument for, a checkpoint that is not there, or a
+    GPU asked for on a machine without one."""
     check(cfg)
+    for key, node in targeted_nodes(cfg):
+        check_target(key, node)
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path not in (None, LAST) and not Path(str(ckpt_path)).is_file():
         raise BadInput(f"ckpt_path={ckpt_path} is invalid: no such file; give a checkpoint file, or last")
@@ -62,6 +69,41 @@ def validate(cfg: DictConfig) -> None:
                 f"trainer.accelerator={accelerator} is invalid: this machine has no CUDA GPU "
                 "(torch.cuda.is_available() is False); use cpu or auto"
             )
+
+
+def targeted_nodes(node: DictConfig | ListConfig, key: str = "") -> Iterator[tuple[str, DictConfig]]:
+    """Each node of the run's config that Hydra's instantiate builds (it has a `_target_`), with its
+    key; Hydra's own settings aside."""
+    items = node.items() if isinstance(node, DictConfig) else enumerate(node)
+    for name, value in items:
+        if isinstance(value, DictConfig | ListConfig) and name != "hydra":
+            path = f"{key}.{name}" if key else str(name)
+            if isinstance(value, DictConfig) and "_target_" in value:
+                yield path, value
+            yield from targeted_nodes(value, path)
+
+
+def check_target(key: str, node: DictConfig) -> None:
+    """BadInput unless the node's `_target_` can be imported and takes each of its keys."""
+    target = node._target_
+    try:
+        built = get_object(target)
+    except Exception as error:  # an import runs the module's code: anything can fail
+        raise BadInput(
+            f"{key}._target_={target} is invalid: it cannot be imported ({one_line(error)}); give a "
+            "class or function on the Python path (PYTHONPATH)"
+        ) from error
+    try:
+        parameters = inspect.signature(built).parameters
+    except (TypeError, ValueError):  # a builtin without a signature: its call says
+        return
+    if any(parameter.kind is parameter.VAR_KEYWORD for parameter in parameters.values()):
+        return
+    if unknown := [name for name in node if not name.startswith("_") and name not in parameters]:
+        raise BadInput(
+            f"{key}.{unknown[0]} is invalid: {target} takes no argument {unknown[0]}; it takes "
+            f"{', '.join(parameters) or 'none'}"
+        )
 
 
 def override_key(line: str) -> str:
@@ -147,7 +189,7 @@ def preflight(argv: list[str], config_name: str = "train") -> None:
     try:
         parsed = parser.parse_overrides(overrides)
     except HydraException as error:
-        raise BadInput(_first_line(error)) from error
+        raise BadInput(first_line(error)) from error
     sweeping = bool(flags & {"-m", "--multirun"})
     if not sweeping and (
         sweep := next((override for override in parsed if override.is_sweep_override()), None)
@@ -189,10 +231,10 @@ def _composed(overrides: list[str], config_name: str) -> DictConfig:
         group = error.missing_cfg_file.rsplit("/", 1)[0]
         line = next((line for line in overrides if override_key(line) == group), None)
         if line is None or not error.options:
-            raise BadInput(_first_line(error)) from error
+            raise BadInput(first_line(error)) from error
         raise BadInput(f"{line} is invalid: choose one of {', '.join(error.options)}") from error
     except (ConfigCompositionException, HydraException, OmegaConfBaseException) as error:
-        raise BadInput(_unknown_key(error, overrides) or _first_line(error)) from error
+        raise BadInput(_unknown_key(error, overrides) or first_line(error)) from error
 
 
 def _unknown_key(error: Exception, overrides: list[str]) -> str | None:
@@ -204,10 +246,6 @@ def _unknown_key(error: Exception, overrides: list[str]) -> str | None:
     line = next(line for line in overrides if override_key(line) == key)
     parent, _, name = key.rpartition(".")
     return f"{line} is invalid: {parent or 'the config'} has no key {name!r} (+{line} adds one)"
-
-
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def _first_value(override: Override) -> str:

@@ -10,16 +10,15 @@ from torch import nn
 
 from mnist_classifier.batches import Batch, TensorBatches
 from mnist_classifier.datasets import (
-    DATASETS,
     FILES,
     IMAGE_SIZE,
+    DataSet,
     download,
     missing_files,
     raw_dir,
     read_split,
 )
-
-RESIZE_MODES = ("bilinear", "pad")
+from mnist_classifier.errors import BadInput
 
 
 def to_inputs(images: torch.Tensor, image_size: int, resize: str) -> torch.Tensor:
@@ -34,12 +33,13 @@ def to_inputs(images: torch.Tensor, image_size: int, resize: str) -> torch.Tenso
 
 
 class MNISTDataModule(LightningDataModule):
-    """MNIST (or Fashion-MNIST, `dataset`) with its official training/test split, and a validation
-    set cut from the training images by a fixed seed, the same in every run.
+    """A data set in MNIST's IDX layout (`dataset`, declared by its YAML in conf/data/) with its
+    official training/test split, and a validation set cut from the training images by a fixed
+    seed, the same in every run.
 
     The images are read, resized and normalised once in `setup`, so batches are cut from tensors:
-    no PIL, no per-sample transform, no worker processes. The normalisation uses the mean and std
-    of the training split (after resizing, so padding is accounted for). The loaders put the tensors
+    no PIL, no per-sample transform, no worker processes. The normalisation uses `mean` and `std`
+    when given, else those of the training split (after resizing, so padding is accounted for). The loaders put the tensors
     on the trainer's device and shard them over its processes. `augment`, a module called as
     augment(images, step), distorts each training batch once it is on that device.
     """
@@ -47,7 +47,7 @@ class MNISTDataModule(LightningDataModule):
     def __init__(
         self,
         data_dir: str | Path,
-        dataset: str = "mnist",
+        dataset: DataSet,
         image_size: int = 32,
         resize: str = "bilinear",
         val_size: int = 5000,
@@ -56,15 +56,13 @@ class MNISTDataModule(LightningDataModule):
         eval_batch_size: int = 1000,
         shuffle_seed: int = 0,
         download: bool = True,
+        mean: float | None = None,
+        std: float | None = None,
         augment: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        if resize == "pad" and image_size < IMAGE_SIZE:
-            raise ValueError(
-                f"data.image_size={image_size} is invalid with data.resize=pad: it must be >= {IMAGE_SIZE}"
-            )
         self.data_dir = Path(data_dir)
-        self.dataset = DATASETS[dataset]
+        self.dataset = dataset
         self.image_size = image_size
         self.resize = resize
         self.val_size = val_size
@@ -74,6 +72,7 @@ class MNISTDataModule(LightningDataModule):
         self.shuffle_seed = shuffle_seed
         self.download = download
         self.augment = augment
+        self.given_mean, self.given_std = mean, std
         self.mean: float | None = None
         self.std: float | None = None
         self.train_set: Batch | None = None
@@ -95,7 +94,7 @@ class MNISTDataModule(LightningDataModule):
             else "download is off (data.download=false)"
         )
         if missing := missing_files(self.data_dir, self.dataset):
-            raise FileNotFoundError(
+            raise BadInput(
                 f"data.data_dir={self.data_dir} is invalid: {self.dataset.name} is not in "
                 f"{raw_dir(self.data_dir, self.dataset)} and {reason}; put the four files {', '.join(FILES)} "
                 f"there, plain or .gz (missing: {', '.join(missing)}), or point data.data_dir or "
@@ -115,14 +114,15 @@ class MNISTDataModule(LightningDataModule):
         images, labels = read_split(self.data_dir, self.dataset, train=True)
         count = len(labels)
         if self.val_size >= count:
-            raise ValueError(
+            raise BadInput(
                 f"data.val_size={self.val_size} is invalid: it must be smaller than the {count} training "
                 "images"
             )
         order = torch.randperm(count, generator=torch.Generator().manual_seed(self.split_seed))
         val_index, train_index = order[: self.val_size], order[self.val_size :]
         train_images = to_inputs(images[train_index], self.image_size, self.resize)
-        self.mean, self.std = train_images.mean().item(), train_images.std().item()
+        self.mean = train_images.mean().item() if self.given_mean is None else self.given_mean
+        self.std = train_images.std().item() if self.given_std is None else self.given_std
         self.train_set = self._normalize(train_images), labels[train_index]
         self.val_set = self.inputs(images[val_index]), labels[val_index]
 

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mnist_classifier.errors import BadInput, one_line
+
 UNSIGNED_BYTE = 0x08  # the IDX type code of MNIST's pixels and labels
 GZIP_MAGIC = b"\x1f\x8b"
 IMAGE_SIZE = 28  # the side of every image of these data sets
@@ -30,39 +32,22 @@ FILES = (
 
 @dataclass(frozen=True)
 class DataSet:
-    name: str  # as `data.dataset` names it
+    """A data set in MNIST's IDX layout, as its YAML in conf/data/ declares it (the `dataset` node);
+    every checkpoint carries it, so that inference knows the classes and where the test files are."""
+
+    name: str
     folder: str  # <data_dir>/<folder>/raw/, as torchvision lays it out
     classes: tuple[str, ...]
-    torchvision_class: str  # the torchvision.datasets class that can download it
-    variable: str  # the environment variable naming its data dir, as conf/ reads it
+    variable: str  # the environment variable that names its data dir
+    torchvision_class: str | None = None  # the torchvision.datasets class that downloads it
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "classes", tuple(str(name) for name in self.classes))
 
 
-def default_data_dir(dataset: "DataSet") -> Path:
+def default_data_dir(dataset: DataSet) -> Path:
     """The data dir the configs use: the data set's environment variable, else ./data."""
     return Path(os.environ.get(dataset.variable, "data"))
-
-
-DATASETS = {
-    "mnist": DataSet("mnist", "MNIST", tuple(str(digit) for digit in range(10)), "MNIST", "MNIST_DATA_DIR"),
-    "fashion_mnist": DataSet(
-        "fashion_mnist",
-        "FashionMNIST",
-        (
-            "T-shirt/top",
-            "Trouser",
-            "Pullover",
-            "Dress",
-            "Coat",
-            "Sandal",
-            "Shirt",
-            "Sneaker",
-            "Bag",
-            "Ankle boot",
-        ),
-        "FashionMNIST",
-        "FASHION_MNIST_DATA_DIR",
-    ),
-}
 
 
 def read_bytes(path: Path) -> bytes:
@@ -73,34 +58,34 @@ def read_bytes(path: Path) -> bytes:
     try:
         return gzip.decompress(data)
     except (OSError, EOFError, zlib.error) as error:
-        raise ValueError(f"{path} is invalid: not a readable gzip file ({error})") from error
+        raise BadInput(f"{path} is invalid: not a readable gzip file ({error})") from error
 
 
 def read_idx(path: Path, shape: tuple[int | None, ...]) -> torch.Tensor:
-    """The uint8 tensor an IDX file holds, refused with a ValueError naming the file unless it is
+    """The uint8 tensor an IDX file holds, refused with BadInput naming the file unless it is
     an IDX file of unsigned bytes with this shape (None: any size) and exactly as many bytes as
     its header says."""
     data = read_bytes(path)
     header_size = 4 + 4 * len(shape)
     if len(data) < header_size:
-        raise ValueError(
+        raise BadInput(
             f"{path} is invalid: it is truncated, {len(data)} bytes, less than its {header_size}-byte IDX "
             "header"
         )
     magic = int.from_bytes(data[:4], "big")
     expected_magic = UNSIGNED_BYTE << 8 | len(shape)
     if magic != expected_magic:
-        raise ValueError(
+        raise BadInput(
             f"{path} is invalid: it is no IDX file of {len(shape)}-dimensional unsigned bytes (its magic "
             f"number is 0x{magic:08x}, expected 0x{expected_magic:08x})"
         )
     sizes = tuple(int.from_bytes(data[i : i + 4], "big") for i in range(4, header_size, 4))
     if any(want is not None and got != want for got, want in zip(sizes, shape, strict=True)):
-        raise ValueError(f"{path} is invalid: its items have the shape {sizes[1:]}, expected {shape[1:]}")
+        raise BadInput(f"{path} is invalid: its items have the shape {sizes[1:]}, expected {shape[1:]}")
     expected_size = header_size + math.prod(sizes)
     if len(data) != expected_size:
         problem = "it is truncated" if len(data) < expected_size else "it has bytes beyond its data"
-        raise ValueError(
+        raise BadInput(
             f"{path} is invalid: {problem}, {len(data)} bytes where its header ({sizes[0]} items) needs "
             f"{expected_size}"
         )
@@ -128,6 +113,8 @@ def download(data_dir: str | Path, dataset: DataSet) -> str | None:
     """Download the files with torchvision; None when that worked, else why not. A failed download
     leaves nothing behind: the folders it made are removed, so a later attempt starts clean (and a
     data folder linked in afterwards is not shadowed by an empty one)."""
+    if dataset.torchvision_class is None:
+        return f"{dataset.name} names no torchvision class to download it with"
     from torchvision import datasets  # only here: reading the files needs no torchvision
 
     data_dir = Path(data_dir)
@@ -142,7 +129,7 @@ def download(data_dir: str | Path, dataset: DataSet) -> str | None:
             path.unlink()
         if made:  # the outermost folder that did not exist holds the others
             shutil.rmtree(made[0], ignore_errors=True)
-        return "the download failed: " + (str(error).strip().splitlines() or [type(error).__name__])[0]
+        return f"the download failed: {one_line(error)}"
     return None
 
 
@@ -153,17 +140,24 @@ def read_split(data_dir: str | Path, dataset: DataSet, train: bool) -> tuple[tor
     images_file, labels_file = find_file(folder, images_name), find_file(folder, labels_name)
     if images_file is None or labels_file is None:
         missing = images_name if images_file is None else labels_name
-        raise FileNotFoundError(f"{folder} is invalid: it lacks {missing} (plain or .gz)")
+        raise BadInput(f"{folder} is invalid: it lacks {missing} (plain or .gz)")
     images = read_idx(images_file, (None, IMAGE_SIZE, IMAGE_SIZE))
     labels = read_idx(labels_file, (None,))
     if len(images) != len(labels):
-        raise ValueError(
+        raise BadInput(
             f"{labels_file} is invalid: it holds {len(labels)} labels for the {len(images)} images of "
             f"{images_file}"
         )
-    if len(labels) and int(labels.max()) >= len(dataset.classes):
-        raise ValueError(
-            f"{labels_file} is invalid: it holds label {int(labels.max())}, and the labels of {dataset.name} "
-            f"are 0 to {len(dataset.classes) - 1}"
-        )
+    check_labels(labels_file, labels, dataset, every_class=train)
     return images, labels.long()
+
+
+def check_labels(path: Path, labels: torch.Tensor, dataset: DataSet, every_class: bool) -> None:
+    """Refuse labels that do not match the data set's classes: a label past the last class, or (in
+    the training split, `every_class`) classes that no image has."""
+    highest = int(labels.max()) if len(labels) else -1
+    if highest >= len(dataset.classes) or (every_class and highest < len(dataset.classes) - 1):
+        raise BadInput(
+            f"{path} is invalid: its labels run 0 to {highest}, and data.dataset.classes names "
+            f"{len(dataset.classes)} classes ({', '.join(dataset.classes)}); give one class per label"
+        )

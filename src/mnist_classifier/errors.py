@@ -35,16 +35,22 @@ def one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message (Hydra's messages go on with hints), else its type."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
 @contextmanager
 def reading_input() -> Iterator[None]:
-    """Errors raised while the user's input (config, files, checkpoints) is read and checked, before
-    the work starts, are bad input: constructors and readers raise ValueError or FileNotFoundError."""
+    """Where the user's input (config, files, checkpoints) is read and built: BadInput raised there
+    is bad input, also when Hydra's instantiate wraps it from a constructor it called. Any other
+    error, a bug, goes on as a failure with its traceback."""
     try:
         yield
-    except BadInput:
+    except InstantiationException as error:
+        if isinstance(error.__cause__, BadInput):
+            raise error.__cause__ from error
         raise
-    except (ValueError, FileNotFoundError, InstantiationException) as error:
-        raise BadInput(one_line(error)) from error
 
 
 def full_errors() -> bool:

@@ -176,7 +176,9 @@ def read_numbers(
     """Each image's number, a row of digits read left to right, as the model reads it, or the BadInput of
     an image that has no digit or is none. A model whose classes are not digits is refused at once."""
     if not all(label.isdigit() for label in model.classes):
-        raise BadInput(f"{model.path} is invalid for numbers: its classes are not digits ({model.dataset})")
+        raise BadInput(
+            f"{model.path} is invalid for numbers: its classes are not digits ({model.dataset.name})"
+        )
     return (number_reading(model, name, image, top) for name, image in images)
 
 

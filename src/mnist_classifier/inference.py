@@ -3,7 +3,7 @@ images, and scores on labelled images, alone or as an ensemble (the mean of seve
 probabilities). eval.py, predict.py, export.py and serve.py load checkpoints through here.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +13,7 @@ from torchmetrics.functional.classification import multiclass_accuracy
 
 from mnist_classifier.checkpoints import RECORD, build_net, load_checkpoint
 from mnist_classifier.data import to_inputs
+from mnist_classifier.datasets import DataSet
 from mnist_classifier.errors import BadInput, one_line
 
 
@@ -22,13 +23,16 @@ class InferenceModel:
     probabilities out."""
 
     net: nn.Module
-    dataset: str
-    classes: tuple[str, ...]
+    dataset: DataSet
     image_size: int
     resize: str
     mean: float
     std: float
     path: Path
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.dataset.classes
 
     def inputs(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 images [N, 28, 28] -> the net's input, resized and normalised as in training."""
@@ -46,9 +50,12 @@ class InferenceModel:
         )
 
 
-def load_for_inference(path: Path, device: str | torch.device = "cpu") -> InferenceModel:
+def load_for_inference(
+    path: Path, device: str | torch.device = "cpu", trusted: Iterable[str] = ()
+) -> InferenceModel:
     """The net a checkpoint holds, in eval mode, with its preprocessing; refused with one line if the
-    file is no checkpoint of this project's train.py."""
+    file is no checkpoint of this project's train.py, or its net's module is not trusted
+    (checkpoints.trusted_modules, which `trusted` adds to)."""
     checkpoint = load_checkpoint(path)
     record = checkpoint.get(RECORD)
     if record is None:
@@ -56,7 +63,7 @@ def load_for_inference(path: Path, device: str | torch.device = "cpu") -> Infere
             f"{path} is invalid: it has no inference record, so it was not written by train.py of "
             "this project"
         )
-    net = build_net(record["model"], path)
+    net = build_net(record["model"], path, trusted)
     weights = {key.removeprefix("net."): value for key, value in checkpoint["state_dict"].items()}
     try:
         net.load_state_dict({key: value for key, value in weights.items() if key in net.state_dict()})
@@ -64,14 +71,30 @@ def load_for_inference(path: Path, device: str | torch.device = "cpu") -> Infere
         raise BadInput(f"{path} is invalid: its weights do not fit its net: {one_line(error)}") from error
     return InferenceModel(
         net=net.eval().to(device),
-        dataset=record["dataset"],
-        classes=tuple(record["classes"]),
+        dataset=recorded_dataset(record, path),
         image_size=record["image_size"],
         resize=record["resize"],
         mean=record["mean"],
         std=record["std"],
         path=path,
     )
+
+
+def recorded_dataset(record: dict, path: Path) -> DataSet:
+    """The data set a record declares; records that named it only (`mnist`) by its YAML in conf/data/."""
+    if isinstance(record["dataset"], dict):
+        return DataSet(**record["dataset"])
+    from hydra.errors import HydraException
+    from hydra.utils import instantiate
+
+    from mnist_classifier.config import compose
+
+    name = record["dataset"]
+    try:
+        declared = compose([f"data={name}"], output_dir=path.parent).data.dataset
+    except HydraException as error:
+        raise BadInput(f"{path} is invalid: its data set {name} has no YAML in conf/data/") from error
+    return instantiate(declared)
 
 
 @dataclass
@@ -93,12 +116,15 @@ def check_ensemble(models: Sequence[InferenceModel]) -> None:
     """Refuse models that cannot be averaged: other data sets or image sizes than the first's."""
     first = models[0]
     for model in models[1:]:
-        for setting in ("dataset", "image_size"):
-            if getattr(model, setting) != getattr(first, setting):
+        for setting, mine, theirs in (
+            ("data set", model.dataset.name, first.dataset.name),
+            ("classes", model.classes, first.classes),
+            ("image size", model.image_size, first.image_size),
+        ):
+            if mine != theirs:
                 raise BadInput(
-                    f"{model.path} is invalid in this ensemble: its {setting} is {getattr(model, setting)}, "
-                    f"{first.path}'s is {getattr(first, setting)}; an ensemble averages models of one "
-                    "data set and image size"
+                    f"{model.path} is invalid in this ensemble: its {setting} is {mine}, {first.path}'s is "
+                    f"{theirs}; an ensemble averages models of one data set and image size"
                 )
 
 

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mnist_classifier.errors import BadInput
+
 # Two 5x5 valid convolutions, each followed by a 2x2 max-pool, leave at least one pixel only from
 # 16x16 inputs on; the tutorial's 32x32 gives the 5x5 maps that flatten to 400 features.
 LENET_MIN_IMAGE_SIZE = 16
@@ -23,12 +25,12 @@ class LeNet(nn.Module):
     ) -> None:
         super().__init__()
         if image_size < LENET_MIN_IMAGE_SIZE:
-            raise ValueError(
+            raise BadInput(
                 f"image_size={image_size} is invalid for LeNet: it needs at least {LENET_MIN_IMAGE_SIZE} "
                 "(32 is the tutorial's size)"
             )
         if len(hidden_sizes) != 2:
-            raise ValueError(f"hidden_sizes={list(hidden_sizes)} is invalid for LeNet: give exactly 2 sizes")
+            raise BadInput(f"hidden_sizes={list(hidden_sizes)} is invalid for LeNet: give exactly 2 sizes")
         feature_map_size = ((image_size - 4) // 2 - 4) // 2
         self.conv1 = nn.Conv2d(1, 6, 5)
         self.conv2 = nn.Conv2d(6, 16, 5)

@@ -24,11 +24,12 @@ from matplotlib import pyplot
 from matplotlib.figure import Figure
 from omegaconf import OmegaConf
 
-from mnist_classifier.errors import ArgumentParser, BadInput, entry_point, reading_input
+from mnist_classifier.errors import ArgumentParser, BadInput, entry_point
 from mnist_classifier.records import sweep_records
+from mnist_classifier.selection import SELECTION_ATTR, Selection
 from mnist_classifier.studies import open_storage, shown_storage, sweep_study
 
-METRIC, TEST_METRIC = "val/acc_best", "test/acc"
+TEST_METRIC = "test/acc"
 STATUS_ORDER = ("finished", "pruned", "failed", "unfinished")
 TRIAL_STATUS = {
     optuna.trial.TrialState.COMPLETE: "finished",
@@ -50,30 +51,36 @@ class Job:
     metrics: dict[str, float] = field(default_factory=dict)
     wall_s: float | None = None
     run_dir: str = ""  # empty for a trial whose job has not ended
+    selection: Selection = field(default_factory=Selection)  # what ranks it
 
     @property
     def score(self) -> float:
-        return self.metrics.get(METRIC, float("nan"))
+        """The best value of the selection metric."""
+        return self.metrics.get(self.selection.best_key, float("nan"))
 
     def ran_in(self, sweep_dir: Path) -> bool:
         """Whether the job ran in this sweep dir (not in another worker's)."""
         return bool(self.run_dir) and Path(self.run_dir).resolve().is_relative_to(sweep_dir.resolve())
 
 
-def job_of(name: str, overrides: dict[str, str], record: dict[str, Any], run_dir: str) -> Job:
+def job_of(
+    name: str, overrides: dict[str, str], record: dict[str, Any], run_dir: str, selection: Selection
+) -> Job:
     """A job as its record (mnist_classifier.records) tells it."""
     metrics, wall_s = record.get("metrics") or {}, record.get("wall_s")
-    return Job(name, overrides, record["status"], record.get("error", ""), metrics, wall_s, run_dir)
+    status, error = record["status"], record.get("error", "")
+    return Job(name, overrides, status, error, metrics, wall_s, run_dir, selection)
 
 
-def read_jobs(sweep_dir: Path) -> list[Job]:
+def read_jobs(sweep_dir: Path, selection: Selection) -> list[Job]:
     """Every job of the sweep: the run dirs holding Hydra's record of their overrides."""
+    records = sweep_records(sweep_dir)
     return rank(
-        [job_of(run.name, overrides, record, str(run)) for run, overrides, record in sweep_records(sweep_dir)]
+        [job_of(run.name, overrides, record, str(run), selection) for run, overrides, record in records]
     )
 
 
-def read_trials(study: optuna.Study) -> list[Job]:
+def read_trials(study: optuna.Study, selection: Selection) -> list[Job]:
     """Every trial of the study, with the record its worker kept in the storage (user attr `job`)."""
     trials = study.get_trials(deepcopy=False)
     with warnings.catch_warnings(category=optuna.exceptions.ExperimentalWarning, action="ignore"):
@@ -89,7 +96,7 @@ def read_trials(study: optuna.Study) -> list[Job]:
         name = Path(record["run_dir"]).name if "run_dir" in record else str(trial.number)
         overrides = record.get("overrides") or {key: str(value) for key, value in trial.params.items()}
         record = record | {"status": TRIAL_STATUS[trial.state], "error": error}
-        jobs.append(job_of(name, overrides, record, record.get("run_dir", "")))
+        jobs.append(job_of(name, overrides, record, record.get("run_dir", ""), selection))
     return rank(jobs)
 
 
@@ -104,8 +111,8 @@ def _trial_state_note(trial: optuna.trial.FrozenTrial, retried_as: dict[int, int
 
 
 def rank(jobs: list[Job]) -> list[Job]:
-    """Finished jobs best first by best val accuracy, then pruned, failed and unfinished ones."""
-    return sorted(jobs, key=lambda job: (STATUS_ORDER.index(job.status), -_or_minus_inf(job.score)))
+    """Finished jobs best first by the selection metric, then pruned, failed and unfinished ones."""
+    return sorted(jobs, key=lambda job: (STATUS_ORDER.index(job.status), job.selection.rank(job.score)))
 
 
 def swept_keys(jobs: list[Job]) -> list[str]:
@@ -139,21 +146,21 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.mean(measured):.4f} ± {statistics.stdev(measured):.4f}"
 
 
-def markdown(title: str, jobs: list[Job]) -> str:
+def markdown(title: str, jobs: list[Job], selection: Selection) -> str:
     keys = swept_keys(jobs)
+    best = f"best {selection.monitor}"
     counts = ", ".join(f"{sum(j.status == s for j in jobs)} {s}" for s in STATUS_ORDER)
     finished = [job for job in jobs if job.status == "finished"]
     lines = [
         f"# Sweep report: {title}",
         "",
-        f"{len(jobs)} jobs: {counts}. Ranked by best validation accuracy (`{METRIC}`); a job's run dir",
-        "(its TensorBoard run) is named by its number (an Optuna study's trial number) and overrides.",
+        f"{len(jobs)} jobs: {counts}. Ranked by the selection metric (`{selection.best_key}`, its "
+        f"{selection.mode}); a job's run dir (its TensorBoard run) is named by its number (an Optuna "
+        "study's trial number) and overrides.",
         f"Common overrides: `{' '.join(common_overrides(jobs)) or 'none'}`",
         f"Best: {_best(finished[0]) if finished else 'none finished'}",
         "",
-        "| "
-        + " | ".join(["rank", "job", *keys, "best val acc", "test acc", "epochs", "wall s", "status"])
-        + " |",
+        "| " + " | ".join(["rank", "job", *keys, best, "test acc", "epochs", "wall s", "status"]) + " |",
         "|" + " --- |" * (len(keys) + 7),
     ]
     for position, job in enumerate(jobs, start=1):
@@ -173,7 +180,7 @@ def markdown(title: str, jobs: list[Job]) -> str:
             "",
             "## Across seeds (mean ± standard deviation of the finished jobs)",
             "",
-            "| configuration | seeds | best val acc | test acc |",
+            f"| configuration | seeds | {best} | test acc |",
             "| --- | --- | --- | --- |",
         ]
         for label, members in groups.items():
@@ -183,12 +190,12 @@ def markdown(title: str, jobs: list[Job]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_csv(path: Path, jobs: list[Job]) -> None:
+def write_csv(path: Path, jobs: list[Job], selection: Selection) -> None:
     keys = swept_keys(jobs)
     with path.open("w", newline="") as file:
         writer = csv.writer(file)
         writer.writerow(
-            ["rank", "run_dir", *keys, "best_val_acc", "test_acc", "epochs", "wall_s", "status", "error"]
+            ["rank", "run_dir", *keys, selection.best_key, "test_acc", "epochs", "wall_s", "status", "error"]
         )
         for position, job in enumerate(jobs, start=1):
             writer.writerow(
@@ -196,7 +203,7 @@ def write_csv(path: Path, jobs: list[Job]) -> None:
                     position,
                     job.name,
                     *(job.overrides.get(key, "") for key in keys),
-                    job.metrics.get(METRIC, ""),
+                    job.metrics.get(selection.best_key, ""),
                     job.metrics.get(TEST_METRIC, ""),
                     job.metrics.get("epochs", ""),
                     job.wall_s if job.wall_s is not None else "",
@@ -206,8 +213,9 @@ def write_csv(path: Path, jobs: list[Job]) -> None:
             )
 
 
-def metric_figure(jobs: list[Job]) -> Figure | None:
-    """Best val accuracy of each finished job against each swept value; None if nothing varied."""
+def metric_figure(jobs: list[Job], selection: Selection) -> Figure | None:
+    """The selection metric's best of each finished job against each swept value; None if nothing
+    varied."""
     keys = [key for key in swept_keys(jobs) if key != "seed"] or swept_keys(jobs)
     finished = [job for job in jobs if job.status == "finished"]
     if not keys or not finished:
@@ -220,8 +228,8 @@ def metric_figure(jobs: list[Job]) -> Figure | None:
             axes.scatter([x] * len(scores), scores, color="tab:blue", alpha=0.6)
             axes.hlines(statistics.mean(scores), x - 0.2, x + 0.2, color="tab:red")
         axes.set_xticks(range(len(values)), values, rotation=30, ha="right")
-        axes.set(xlabel=key, ylabel=f"{METRIC} (red: mean)")
-    figure.suptitle("best validation accuracy against the swept values")
+        axes.set(xlabel=key, ylabel=f"{selection.best_key} (red: mean)")
+    figure.suptitle(f"best {selection.words} against the swept values")
     figure.tight_layout()
     return figure
 
@@ -243,13 +251,15 @@ def write_study_plots(out_dir: Path, study: optuna.Study) -> list[Path]:
     return written
 
 
-def write_report(out_dir: Path, title: str, jobs: list[Job], study: optuna.Study | None = None) -> list[Job]:
+def write_report(
+    out_dir: Path, title: str, jobs: list[Job], selection: Selection, study: optuna.Study | None = None
+) -> list[Job]:
     """Write report.csv, report.md and report.png (plus a study's plots) into out_dir, and print them."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    text = markdown(title, jobs)
+    text = markdown(title, jobs, selection)
     (out_dir / "report.md").write_text(text)
-    write_csv(out_dir / "report.csv", jobs)
-    figure = metric_figure(jobs)
+    write_csv(out_dir / "report.csv", jobs, selection)
+    figure = metric_figure(jobs, selection)
     if figure is not None:
         figure.savefig(out_dir / "report.png")
     plots = write_study_plots(out_dir, study) if study is not None else []
@@ -269,22 +279,31 @@ def load_study(storage: str, study_name: str) -> optuna.Study:
     return optuna.load_study(study_name=study_name, storage=backend)
 
 
-def report_sweep(sweep_dir: Path, sweeper: Mapping[str, Any]) -> list[Job]:
-    """The report of a sweep, in its dir: an Optuna sweep's from its study, a grid's from its jobs."""
-    located = sweep_study(sweeper, sweep_dir)
+def report_sweep(sweep_dir: Path, config: Mapping[str, Any]) -> list[Job]:
+    """The report of a sweep, in its dir, from its config (multirun.yaml): an Optuna sweep's from its
+    study, a grid's from its jobs, ranked by the config's selection metric."""
+    selection = Selection.of(config)
+    located = sweep_study(config.get("hydra", {}).get("sweeper", {}), sweep_dir)
     if located is None:
-        return write_report(sweep_dir, str(sweep_dir), read_jobs(sweep_dir))
-    return report_study(sweep_dir, *located)
+        return write_report(sweep_dir, str(sweep_dir), read_jobs(sweep_dir, selection), selection)
+    return report_study(sweep_dir, *located, selection)
 
 
-def report_study(out_dir: Path, storage: str, study_name: str) -> list[Job]:
-    """The report of every trial of a study, whichever worker ran it."""
+def report_study(
+    out_dir: Path, storage: str, study_name: str, selection: Selection | None = None
+) -> list[Job]:
+    """The report of every trial of a study, whichever worker ran it; ranked by `selection`, else by
+    the one the study was made with (its user attribute)."""
     study = load_study(storage, study_name)
-    return write_report(out_dir, f"study {study_name} in {shown_storage(storage)}", read_trials(study), study)
+    selection = selection or Selection(**study.user_attrs.get(SELECTION_ATTR, {}))
+    title = f"study {study_name} in {shown_storage(storage)}"
+    return write_report(out_dir, title, read_trials(study, selection), selection, study)
 
 
 def _best(job: Job) -> str:
-    return f"job {job.name.split('_', 1)[0]}, {METRIC} {job.score:.4f}, run dir `{job.run_dir}`"
+    return (
+        f"job {job.name.split('_', 1)[0]}, {job.selection.best_key} {job.score:.4f}, run dir `{job.run_dir}`"
+    )
 
 
 def _metric_cells(job: Job) -> list[str]:
@@ -292,11 +311,7 @@ def _metric_cells(job: Job) -> list[str]:
         return format(job.metrics[name], spec) if name in job.metrics else ""
 
     wall = f"{job.wall_s:.1f}" if job.wall_s is not None else ""
-    return [cell(METRIC, ".4f"), cell(TEST_METRIC, ".4f"), cell("epochs", "d"), wall]
-
-
-def _or_minus_inf(value: float) -> float:
-    return float("-inf") if value != value else value  # NaN (no score) ranks last
+    return [cell(job.selection.best_key, ".4f"), cell(TEST_METRIC, ".4f"), cell("epochs", "d"), wall]
 
 
 def _numeric_first(value: str) -> tuple[int, float, str]:
@@ -327,9 +342,7 @@ def main(argv: list[str]) -> int:
         raise BadInput(
             f"{sweep_dir} is invalid: it holds no sweep (no multirun.yaml, no */.hydra/overrides.yaml)"
         )
-    with reading_input():
-        sweeper = OmegaConf.load(multirun).hydra.sweeper if multirun.is_file() else {}
-    report_sweep(sweep_dir, sweeper)
+    report_sweep(sweep_dir, OmegaConf.load(multirun) if multirun.is_file() else {})
     return 0
 
 

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic_core import PydanticCustomError
 
 from mnist_classifier.errors import BadInput
+from mnist_classifier.selection import EPOCH_METRICS, Mode
 
 MIN_PAD_SIZE = 28  # data.resize=pad puts the 28x28 image inside the bigger one
 
@@ -40,8 +41,21 @@ class Section(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
 
+class DataSet(Section):
+    """A data set's declaration: every field is required (`...`)."""
+
+    model_config = ConfigDict(strict=True, extra="allow")  # its _target_
+    name: rule(str, "the data set's name, as checkpoints and messages give it") = ...
+    folder: rule(str, "the folder under data_dir whose raw/ holds the four IDX files") = ...
+    classes: rule(list[str], "the class names, label k is the k-th", min_length=2) = ...
+    variable: rule(str, "the environment variable naming the data dir") = ...
+    torchvision_class: rule(str | None, "the torchvision.datasets class that downloads it") = ...
+
+
 class Data(Section):
-    dataset: Literal["mnist", "fashion_mnist"] = None
+    dataset: DataSet = None
+    mean: rule(float | None, "null: the training images' mean") = None
+    std: rule(float | None, "null: the training images' standard deviation", gt=0) = None
     image_size: rule(int, "the side of the images the net sees", ge=1) = None
     resize: rule(Literal["bilinear", "pad"], "pad: zero borders around the 28x28 image") = None
     val_size: rule(int, "images cut from the training split to validate on", ge=1) = None
@@ -94,6 +108,11 @@ class Augment(Section):
     elastic: rule(float, "pixels; 0 turns it off", ge=0) = None
     elastic_cells: rule(int, "control points per side", ge=2, le=64) = None
     p: rule(float, "the share of images distorted", ge=0, le=1) = None
+
+
+class Selection(Section):
+    monitor: rule(Literal[tuple(EPOCH_METRICS)], "the metric that picks the best epoch") = None
+    mode: rule(Mode, "whether its best is its highest or lowest value") = None
 
 
 class Classifier(Section):
@@ -178,6 +197,7 @@ class Config(Section):
     """The composed config of train.py."""
 
     seed: Seed = None
+    selection: Selection = None
     data: Data = None
     model: Model = None
     optimizer: Optimizer = None
@@ -229,11 +249,13 @@ def check(cfg: DictConfig) -> None:
         if first["type"] == REFUSED:
             raise BadInput(first["ctx"]["message"]) from None
         keys, field = field_at(Config, first["loc"])
+        described = f" ({field.description})" if field.description else ""
+        what = allowed(field.annotation, field.metadata)
+        if first["type"] == "missing":
+            raise BadInput(f"{'.'.join(keys)} is invalid: it is missing; give {what}{described}") from None
         value = values
         for key in keys:
             value = value[key]
-        described = f" ({field.description})" if field.description else ""
-        what = allowed(field.annotation, field.metadata)
         raise BadInput(f"{'.'.join(keys)}={shown(value)} is invalid: {what}{described}") from None
 
 
@@ -281,7 +303,7 @@ def allowed(annotation: Any, metadata: list = ()) -> str:
         inner = [item for info in extra for item in getattr(info, "metadata", [info])]
         return allowed(base, [*metadata, *inner])
     if get_origin(annotation) in (Union, types.UnionType):
-        options = [allowed(option) for option in get_args(annotation) if option is not type(None)]
+        options = [allowed(option, metadata) for option in get_args(annotation) if option is not type(None)]
         if type(None) in get_args(annotation):
             options.append("null")
         return ", or ".join(options)
@@ -291,7 +313,9 @@ def allowed(annotation: Any, metadata: list = ()) -> str:
     if get_origin(annotation) is list:
         (item,) = get_args(annotation)
         plural = allowed(item).replace("an integer", "integers").replace("a number", "numbers")
-        return f"a list of one or more {plural}"
+        plural = plural.replace("a string", "strings")
+        least = next((getattr(info, "min_length", 1) for info in metadata if hasattr(info, "min_length")), 1)
+        return f"a list of {COUNTS.get(least, str(least))} or more {plural}"
     if annotation is bool:
         return "true or false"
     kind = {int: "an integer", float: "a number", str: "a string"}[annotation]
@@ -299,6 +323,7 @@ def allowed(annotation: Any, metadata: list = ()) -> str:
     return " and ".join([f"{kind} {bounds[0]}", *bounds[1:]]) if bounds else kind
 
 
+COUNTS = {1: "one", 2: "two"}
 BOUNDS = ((annotated_types.Ge, "ge", ">="), (annotated_types.Gt, "gt", ">"))
 BOUNDS += ((annotated_types.Le, "le", "<="), (annotated_types.Lt, "lt", "<"))
 
@@ -308,7 +333,7 @@ def bound(constraint: Any) -> str:
         if isinstance(constraint, kind):
             value = getattr(constraint, name)
             return f"{sign} {value if isinstance(value, int) else format(value, 'g')}"
-    return ""  # min_length: said by "one or more"
+    return ""  # min_length: said by "N or more"
 
 
 def shown(value: Any) -> str:

@@ -133,7 +133,7 @@ def trial_pruning(
     from optuna_integration import PyTorchLightningPruningCallback
 
     if trial_number is None:
-        raise ValueError(
+        raise BadInput(
             f"{TRIAL_NUMBER_KEY} is not set: hparams_search=optuna runs as a sweep, "
             "python train.py -m hparams_search=optuna"
         )

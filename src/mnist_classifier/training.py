@@ -16,7 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, open_dict
 
@@ -27,6 +27,7 @@ from mnist_classifier.data import MNISTDataModule
 from mnist_classifier.errors import reading_input
 from mnist_classifier.module import Classifier
 from mnist_classifier.resume import LAST_FILE, resume_point
+from mnist_classifier.selection import Selection
 from mnist_classifier.studies import raise_if_pruned
 
 log = logging.getLogger("mnist_classifier")
@@ -47,18 +48,23 @@ def run(cfg: DictConfig) -> dict[str, float]:
     if resumed_run is not None:  # logs and checkpoints go on in the run being resumed
         with open_dict(cfg):
             cfg.paths.output_dir = str(resumed_run)
+    if hydra_cfg.mode == RunMode.MULTIRUN:  # the command line checked each value; here, the job's mix
+        validate(cfg)
     datamodule, classifier, trainer = build(cfg, resume_from=ckpt_path)
     run_dir = Path(cfg.paths.output_dir)
     if ckpt_path is not None:
         log.info("resuming from %s; logs and checkpoints go on in %s", ckpt_path, run_dir)
 
+    selection = Selection.of(cfg)
+    selecting = selecting_checkpoint(trainer, selection)
     results: dict[str, float] = {}
     try:
         fit(trainer, classifier, datamodule, ckpt_path, run_dir)
         raise_if_pruned(trainer.callbacks)
         results |= reached(trainer) | {"val/acc_best": best_validation(trainer, classifier)}
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        # The best checkpoint is tested; runs without checkpoints (debug=fast) test the final weights.
+        results[selection.best_key] = best_value(trainer, selection, selecting)
+        # The selected checkpoint is tested; without one (checkpointing off), the final weights.
+        best = selecting.best_model_path if selecting else ""
         tested = trainer.test(
             classifier, datamodule=datamodule, ckpt_path=best or None, weights_only=True, verbose=False
         )
@@ -74,10 +80,11 @@ def run(cfg: DictConfig) -> dict[str, float]:
     if trainer.is_global_zero:  # one summary for a data-parallel run, not one per process
         sweeping = hydra_cfg.mode == RunMode.MULTIRUN
         shown: dict[str, float | int | str] = {
-            "best val accuracy": results["val/acc_best"],
+            f"best {selection.words}": results[selection.best_key],
             "best epoch": f"{results['best_epoch']} of {results['epochs']}",
             "test accuracy": results["test/acc"],
-            "checkpoint": best or "none (checkpointing off)",
+            "checkpoint": best
+            or f"none: the final weights were tested (no checkpoint callback monitors {selection.monitor})",
             "run dir": str(run_dir),
         }
         if tensorboard_writers(trainer):
@@ -87,6 +94,26 @@ def run(cfg: DictConfig) -> dict[str, float]:
             )
         summary(shown)
     return results
+
+
+def selecting_checkpoint(trainer: Trainer, selection: Selection) -> ModelCheckpoint | None:
+    """The checkpoint callback that keeps the best epoch by the selection metric, if any."""
+    return next(
+        (
+            callback
+            for callback in trainer.checkpoint_callbacks
+            if callback.monitor == selection.monitor and callback.mode == selection.mode
+        ),
+        None,
+    )
+
+
+def best_value(trainer: Trainer, selection: Selection, selecting: ModelCheckpoint | None) -> float:
+    """The selection metric's best value: the selecting checkpoint's (kept in its state, so a resumed
+    run that had nothing left to train has it too), else its last logged value; NaN if never logged."""
+    if selecting is not None and selecting.best_model_score is not None:
+        return float(selecting.best_model_score)
+    return float(trainer.callback_metrics.get(selection.monitor, math.nan))
 
 
 def best_validation(trainer: Trainer, classifier: Classifier) -> float:
@@ -134,16 +161,17 @@ def instantiate_classifier(cfg: DictConfig) -> Classifier:
 
 
 def build(cfg: DictConfig, resume_from: Path | None = None) -> tuple[MNISTDataModule, Classifier, L.Trainer]:
-    """Validate and seed, then the data (read and set up for fit), the classifier and the trainer;
-    whatever the config, files or checkpoint hold that cannot work is refused here, as bad input.
+    """Seed, then the classifier, the data (read and set up for fit) and the trainer. What the
+    user's files or checkpoint hold that cannot work is refused as bad input (BadInput) before
+    training starts; any other error is a failure.
 
     The progress bar is drawn only on a terminal; in a log, `EpochLog` writes a line per epoch.
     Every checkpoint gets the inference record (checkpoints.InferenceRecord).
     """
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
     with reading_input():
-        validate(cfg)
-        L.seed_everything(cfg.seed, workers=True, verbose=False)
-        datamodule = instantiate(cfg.data, augment=instantiate(cfg.augment))
+        augment = instantiate(cfg.augment) if cfg.get("augment") else None
+        datamodule = instantiate(cfg.data, augment=augment)
         classifier = instantiate_classifier(cfg)
         if resume_from is not None:
             check_same_model(load_checkpoint(resume_from), classifier, resume_from)
@@ -155,8 +183,9 @@ def build(cfg: DictConfig, resume_from: Path | None = None) -> tuple[MNISTDataMo
     terminal = sys.stderr.isatty()
     if not terminal:
         callbacks = [callback for callback in callbacks if not isinstance(callback, ProgressBar)]
-    callbacks.append(InferenceRecord(cfg.model, cfg.data))
-    trainer = instantiate(cfg.trainer, logger=loggers, callbacks=callbacks, enable_progress_bar=terminal)
+    callbacks.append(InferenceRecord(cfg.model))
+    with reading_input():
+        trainer = instantiate(cfg.trainer, logger=loggers, callbacks=callbacks, enable_progress_bar=terminal)
     return datamodule, classifier, trainer
 
 
