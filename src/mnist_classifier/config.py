@@ -8,6 +8,7 @@ LeNet) are made where those are built. Also Hydra's override lines (`key=value`,
 `key=interval(a,b)`): their keys and values. Imports no torch: a refused command answers fast.
 """
 
+import copy
 import hashlib
 import inspect
 import itertools
@@ -214,14 +215,26 @@ def preflight(argv: list[str], config_name: str = "train") -> None:
     params = OmegaConf.select(cfg, "hydra.sweeper.params") or {}
     searched = [*parser.parse_overrides([f"{key}={value}" for key, value in params.items()]), *parsed]
     job = [_first_value(override) for override in searched]
-    validate(_composed(job, config_name))
+    first = _composed(job, config_name)
+    validate(first)
     if str(OmegaConf.select(cfg, "hydra.sweeper._target_")).endswith("GridSweeper"):
         combinations(parsed)  # refuses what a grid cannot sweep
     for override in (override for override in searched if override.is_sweep_override()):
         for value in values_of(override):
             if value != _first_value(override):
-                probe = [line for line in job if override_key(line) != override.key_or_group]
-                validate(_composed([*probe, value], config_name))
+                validate(_with_value(first, job, parser.parse_override(value), config_name))
+
+
+def _with_value(first: DictConfig, job: list[str], value: Override, config_name: str) -> DictConfig:
+    """The first job's config with one other swept value: set in place where it is a value of a key
+    the config has; composed anew where it picks a group's option (another file) or adds a key."""
+    key = value.key_or_group
+    if key in first.hydra.runtime.choices or value.is_add() or OmegaConf.select(first, key) is None:
+        probe = [line for line in job if override_key(line) != key]
+        return _composed([*probe, value.input_line], config_name)
+    probed = copy.deepcopy(first)
+    OmegaConf.update(probed, key, value.value(), merge=False)
+    return probed
 
 
 def _composed(overrides: list[str], config_name: str) -> DictConfig:
