@@ -32,7 +32,7 @@ from PIL import Image
 from scipy import ndimage
 from torchvision.datasets import MNIST
 
-from mnist_classifier.datasets import DATASETS, default_data_dir
+from mnist_classifier.datasets import default_data_dir
 from mnist_classifier.errors import BadInput
 from mnist_classifier.mnist_format import mnist_digit
 from mnist_classifier.written_numbers import mnist_digits_of_number
@@ -275,10 +275,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--count", type=int, default=1000, help="test digits per condition")
     parser.add_argument("--seed", type=int, default=0, help="which digits, and how they are made wild")
     parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=default_data_dir(DATASETS["mnist"]),
-        help="holds MNIST/raw/ (default: $MNIST_DATA_DIR, else data/)",
+        "--data-dir", type=Path, help="holds MNIST/raw/ (default: the checkpoint's data set's, as training)"
     )
     args = parser.parse_args(argv)
     if not NUMBER_LENGTH <= args.count <= 10_000:
@@ -287,8 +284,9 @@ def main(argv: list[str] | None = None) -> None:
     # imported here: it brings Lightning, seconds that the generator's users (the tests) need not wait
     from mnist_classifier.inference import load_for_inference
 
-    classify = load_for_inference(args.checkpoint).probabilities
-    print(table(accuracies(classify, *mnist_test_set(args.data_dir), args.count, args.seed)))
+    model = load_for_inference(args.checkpoint)
+    digits = mnist_test_set(args.data_dir or default_data_dir(model.dataset))
+    print(table(accuracies(model.probabilities, *digits, args.count, args.seed)))
 
 
 if __name__ == "__main__":

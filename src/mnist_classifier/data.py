@@ -39,9 +39,10 @@ class MNISTDataModule(LightningDataModule):
 
     The images are read, resized and normalised once in `setup`, so batches are cut from tensors:
     no PIL, no per-sample transform, no worker processes. The normalisation uses `mean` and `std`
-    when given, else those of the training split (after resizing, so padding is accounted for). The loaders put the tensors
-    on the trainer's device and shard them over its processes. `augment`, a module called as
-    augment(images, step), distorts each training batch once it is on that device.
+    when given, else those of the training split (after resizing, so padding is accounted for).
+    The loaders put the tensors on the trainer's device and shard them over its processes.
+    `augment`, a module called as augment(images, step), distorts each training batch once it is
+    on that device.
     """
 
     def __init__(
@@ -131,7 +132,7 @@ class MNISTDataModule(LightningDataModule):
         return self._normalize(to_inputs(images, self.image_size, self.resize))
 
     def _normalize(self, images: torch.Tensor) -> torch.Tensor:
-        # In place: every caller passes a fresh tensor, and the training images take ~225 MB.
+        # In place: every caller passes a fresh tensor, and the training images are the largest one.
         return TF.normalize(images, [self.mean], [self.std], inplace=True)
 
     # Lightning keeps these in checkpoints, so a resumed run normalises as the first one did.

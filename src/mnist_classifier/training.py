@@ -203,7 +203,7 @@ def quiet_libraries() -> None:
         # The `lightning` package gives its logger a console handler of its own, besides passing
         # records on to the root logger's (Hydra's console and run log): each line would show twice.
         logging.getLogger("lightning").handlers.clear()
-    # Lightning 2.6 calls an API of torch.utils._pytree that torch 2.14 deprecates.
+    # Lightning calls an API of torch.utils._pytree that torch deprecates: a note to its developers.
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
