@@ -1,11 +1,13 @@
 """Extending the project without editing it, as the README's Extending section shows: its files (a
-net of the user's own, the model and data set YAMLs) are taken from the README itself and written
-into a folder outside src/ and conf/, which train.py finds through hydra.searchpath and Python
-through PYTHONPATH. Each extension, the net and a 12-class data set in MNIST's IDX layout, runs
-through train, a 2-job grid, eval, predict, export and serve's API."""
+net of the user's own, the model and data set YAMLs) and its commands are taken from the README
+itself; the files are written into a folder outside src/ and conf/ (the README's ~/experiments),
+which train.py finds through hydra.searchpath and Python through PYTHONPATH. Each extension, the
+net and a 12-class data set in MNIST's IDX layout, runs through train, a 2-job grid, eval, predict,
+export and serve's API."""
 
 import json
 import re
+import shlex
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -24,14 +26,36 @@ from .test_serve import Server, post_image
 pytestmark = pytest.mark.slow
 
 LETTERS = tuple("abcdefghijkl")  # the README's data set's classes
-EXTENSIONS = {"net": ["model=tiny"], "data": ["data=letters"]}
 ONE_EPOCH = [*TINY_RUN, "trainer.max_epochs=1"]
+SECTION = (ROOT / "README.md").read_text().split("\n## Extending\n", 1)[1].split("\n## ", 1)[0]
+# The section's commands, each run here.
+SEARCHPATH = '"hydra.searchpath=[file://$HOME/experiments/conf]"'
+TRAIN = {
+    "net": f"python train.py {SEARCHPATH} model=tiny",
+    "data": f"python train.py {SEARCHPATH} data=letters",
+}
+GRID = {
+    "net": f"python train.py -m {SEARCHPATH} model=tiny,lenet",
+    "data": f"python train.py -m {SEARCHPATH} data=letters,mnist",
+}
+EVAL = "python eval.py CKPT"
+SELECTION = "python train.py selection.monitor=val/loss selection.mode=min"
 
 
 def readme_files() -> dict[str, str]:
     """The files the README's Extending section shows: each code block whose first line is `# <path>`."""
-    section = (ROOT / "README.md").read_text().split("\n## Extending\n", 1)[1].split("\n## ", 1)[0]
-    return dict(re.findall(r"```(?:python|yaml)\n# (\S+)\n(.*?)```", section, re.S))
+    return dict(re.findall(r"```(?:python|yaml)\n# (\S+)\n(.*?)```", SECTION, re.S))
+
+
+def argv(command: str, experiments: Path, *more: str) -> list[str]:
+    """A README command's arguments after `python SCRIPT`, with the test's folder for ~/experiments."""
+    words = shlex.split(command.replace("$HOME/experiments", str(experiments)))
+    return [*words[2:], *more]
+
+
+def test_the_section_shows_the_commands_run_here() -> None:
+    shown = [re.sub(r"\s+#.*$", "", line).strip() for line in re.findall(r"^python .*$", SECTION, re.M)]
+    assert sorted(shown) == sorted([*TRAIN.values(), *GRID.values(), EVAL, SELECTION])
 
 
 def letters(count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -101,28 +125,30 @@ class Extended:
         return checkpoint
 
 
-@pytest.fixture(scope="module", params=list(EXTENSIONS))
-def extended(
-    request, experiments: Path, tiny_mnist: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Extended:
-    """One short epoch of train.py with the extension, run from the user's folder."""
-    name = request.param
-    env = environment(experiments, tiny_mnist)
-    run_dir = tmp_path_factory.mktemp(name) / "run"
-    searchpath = f"hydra.searchpath=[file://{experiments}/conf]"
-    result = command(
-        "train.py",
-        searchpath,
-        *EXTENSIONS[name],
-        *ONE_EPOCH,
-        f"hydra.run.dir={run_dir}",
-        env=env,
-        cwd=experiments,
-    )
-    assert result.returncode == 0, result.stderr
-    classes = LETTERS if name == "data" else tuple("0123456789")
-    test_files = experiments / "data" / "Letters" / "raw" if name == "data" else tiny_mnist / "MNIST" / "raw"
-    return Extended(name, run_dir, result.stderr + result.stdout, env, classes, test_files)
+@pytest.fixture(scope="module")
+def runs(
+    experiments: Path, tiny_mnist: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Extended]:
+    """Each extension's one short epoch of train.py, run from the user's folder the first time a test
+    asks for it."""
+    class Runs(dict):
+        def __missing__(self, name: str) -> Extended:
+            env = environment(experiments, tiny_mnist)
+            run_dir = tmp_path_factory.mktemp(name) / "run"
+            more = [*ONE_EPOCH, f"hydra.run.dir={run_dir}"]
+            result = command("train.py", *argv(TRAIN[name], experiments, *more), env=env, cwd=experiments)
+            assert result.returncode == 0, result.stderr
+            classes = LETTERS if name == "data" else tuple("0123456789")
+            raw = experiments / "data" / "Letters" / "raw" if name == "data" else tiny_mnist / "MNIST" / "raw"
+            self[name] = Extended(name, run_dir, result.stderr + result.stdout, env, classes, raw)
+            return self[name]
+
+    return Runs()
+
+
+@pytest.fixture(params=list(TRAIN))
+def extended(request, runs: dict[str, Extended]) -> Extended:
+    return runs[request.param]
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -160,7 +186,9 @@ def test_eval_and_the_exported_program_agree_with_the_runs_test_of_its_best_chec
     assert logits.shape == (len(labels), len(extended.classes))
     accuracy = (logits.argmax(dim=1) == labels).float().mean().item()
 
-    evaluated = command("eval.py", str(extended.best), env=extended.env, cwd=tmp_path)
+    evaluated = command(
+        "eval.py", *argv(EVAL.replace("CKPT", str(extended.best)), tmp_path), env=extended.env, cwd=tmp_path
+    )
     assert evaluated.returncode == 0, evaluated.stderr
     shown = float(re.search(r"test accuracy ([\d.]+)", evaluated.stdout).group(1))
     assert shown == pytest.approx(accuracy, abs=1e-4)
@@ -208,31 +236,23 @@ def test_predict_and_the_served_api_read_an_image_alike_in_the_extensions_classe
 
 
 def test_a_grid_of_two_jobs_runs_the_extension(extended: Extended, experiments: Path, tmp_path: Path) -> None:
-    searchpath = f"hydra.searchpath=[file://{experiments}/conf]"
-    sweep = [
-        "-m",
-        searchpath,
-        *EXTENSIONS[extended.name],
-        *ONE_EPOCH,
-        "seed=1,2",
-        f"hydra.sweep.dir={tmp_path}",
-    ]
+    sweep = argv(GRID[extended.name], experiments, *ONE_EPOCH, f"hydra.sweep.dir={tmp_path}")
     result = command("train.py", *sweep, env=extended.env, cwd=experiments)
     assert result.returncode == 0, result.stderr
-    jobs = sorted(path.name for path in tmp_path.iterdir() if (path / "checkpoints").is_dir())
-    assert len(jobs) == 2 and ["seed=1" in jobs[0], "seed=2" in jobs[1]] == [True, True], jobs
-    for job in jobs:
-        config = (tmp_path / job / ".hydra" / "config.yaml").read_text()
-        assert ("mynets.TinyNet" in config) == (extended.name == "net")
-        assert ("name: letters" in config) == (extended.name == "data")
-    assert "2 finished" in (tmp_path / "report.md").read_text()
+    jobs = sorted(path for path in tmp_path.iterdir() if (path / "checkpoints").is_dir())
+    assert len(jobs) == 2
+    configs = [(job / ".hydra" / "config.yaml").read_text() for job in jobs]
+    if extended.name == "net":  # model=tiny,lenet
+        assert ["mynets.TinyNet" in configs[0], "models.LeNet" in configs[1]] == [True, True]
+    else:  # data=letters,mnist
+        assert ["name: letters" in configs[0], "name: mnist" in configs[1]] == [True, True]
+    assert "2 jobs: 2 finished" in (tmp_path / "report.md").read_text()
 
 
 def test_an_untrusted_nets_checkpoint_is_refused_in_one_line_that_says_how_to_trust_it(
-    extended: Extended, experiments: Path, tiny_mnist: Path, tmp_path: Path
+    runs: dict[str, Extended], experiments: Path, tiny_mnist: Path, tmp_path: Path
 ) -> None:
-    if extended.name != "net":
-        pytest.skip("the data set's run has the package's own net")  # the net's run is the case
+    extended = runs["net"]
     env = environment(experiments, tiny_mnist, trust=False)
     refused = command("eval.py", str(extended.best), env=env, cwd=tmp_path)
     assert refused.returncode == 2
@@ -256,14 +276,8 @@ def test_another_selection_metric_picks_the_checkpoint_that_is_kept_and_tested(
     tiny_mnist: Path, tmp_path: Path
 ) -> None:
     run_dir = tmp_path / "run"
-    argv = [
-        *TINY_RUN,
-        "trainer.max_epochs=4",
-        "selection.monitor=val/loss",
-        "selection.mode=min",
-        f"hydra.run.dir={run_dir}",
-    ]
-    result = command("train.py", *argv, env=user_environment(tiny_mnist), cwd=tmp_path)
+    arguments = argv(SELECTION, tmp_path, *TINY_RUN, "trainer.max_epochs=4", f"hydra.run.dir={run_dir}")
+    result = command("train.py", *arguments, env=user_environment(tiny_mnist), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     losses = validation_curve(run_dir, "val/loss")
     assert len(losses) == 4
@@ -280,8 +294,8 @@ def test_with_checkpointing_off_the_final_weights_are_tested_and_the_summary_say
     tiny_mnist: Path, tmp_path: Path
 ) -> None:
     run_dir = tmp_path / "run"
-    argv = [*TINY_RUN, "callbacks.model_checkpoint=null", f"hydra.run.dir={run_dir}"]
-    result = command("train.py", *argv, env=user_environment(tiny_mnist), cwd=tmp_path)
+    arguments = [*TINY_RUN, "callbacks.model_checkpoint=null", f"hydra.run.dir={run_dir}"]
+    result = command("train.py", *arguments, env=user_environment(tiny_mnist), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     output = result.stderr + result.stdout
     assert summary_line(output, "checkpoint") == (

@@ -52,12 +52,9 @@ OmegaConf.register_new_resolver("len", len, replace=True)
 
 
 def validate(cfg: DictConfig) -> None:
-    """Raise BadInput for the first value outside its rule (mnist_classifier.schema), a `_target_`
-    that cannot be imported or a key it takes no argument for, a checkpoint that is not there, or a
-    GPU asked for on a machine without one."""
+    """Raise BadInput for the first value outside its rule (mnist_classifier.schema), a checkpoint
+    that is not there, or a GPU asked for on a machine without one."""
     check(cfg)
-    for key, node in targeted_nodes(cfg):
-        check_target(key, node)
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path not in (None, LAST) and not Path(str(ckpt_path)).is_file():
         raise BadInput(f"ckpt_path={ckpt_path} is invalid: no such file; give a checkpoint file, or last")
@@ -82,6 +79,14 @@ def targeted_nodes(node: DictConfig | ListConfig, key: str = "") -> Iterator[tup
             if isinstance(value, DictConfig) and "_target_" in value:
                 yield path, value
             yield from targeted_nodes(value, path)
+
+
+def check_targets(cfg: DictConfig) -> None:
+    """Raise BadInput for a `_target_` that cannot be imported or a key it takes no argument for.
+    Imports what the run builds (torch, Lightning): called as the run starts, not before, so that a
+    refusal of a value answers at once and the libraries start under the run's logging."""
+    for key, node in targeted_nodes(cfg):
+        check_target(key, node)
 
 
 def check_target(key: str, node: DictConfig) -> None:

@@ -21,7 +21,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, open_dict
 
 from mnist_classifier.checkpoints import InferenceRecord, check_same_model, load_checkpoint
-from mnist_classifier.config import hyperparameters, validate
+from mnist_classifier.config import check_targets, hyperparameters, validate
 from mnist_classifier.dashboards.callbacks import log_hyperparameters, tensorboard_writers
 from mnist_classifier.data import MNISTDataModule
 from mnist_classifier.errors import reading_input
@@ -170,6 +170,7 @@ def build(cfg: DictConfig, resume_from: Path | None = None) -> tuple[MNISTDataMo
     """
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     with reading_input():
+        check_targets(cfg)
         augment = instantiate(cfg.augment) if cfg.get("augment") else None
         datamodule = instantiate(cfg.data, augment=augment)
         classifier = instantiate_classifier(cfg)
