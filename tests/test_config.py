@@ -11,7 +11,7 @@ from lightning.pytorch import Trainer
 from omegaconf import OmegaConf
 from torch import nn
 
-from mnist_classifier.config import NAME_LIMIT, compose, hyperparameters, preflight, short_name, validate
+from mnist_classifier.config import NAME_LIMIT, compose, preflight, short_name, validate
 from mnist_classifier.data import MNISTDataModule
 from mnist_classifier.errors import BadInput
 from mnist_classifier.training import instantiate_all, instantiate_classifier
@@ -134,18 +134,6 @@ def test_a_key_the_composition_lacks_is_not_checked(compose_config) -> None:
     cfg = compose_config("optimizer=adam", "augment=none", "scheduler=none")
     assert "momentum" not in cfg.optimizer and not cfg.augment and cfg.scheduler is None
     validate(cfg)
-
-
-def test_hyperparameters_hold_the_choices_and_their_values(compose_config) -> None:
-    cfg = compose_config("optimizer=adam", "model=mlp", "augment=affine")
-    choices = {"model": "mlp", "optimizer": "adam", "loss": "cross_entropy", "augment": "affine"}
-    hparams = hyperparameters(cfg, choices)
-    assert hparams["model"] == "mlp" and hparams["optimizer"] == "adam" and hparams["augment"] == "affine"
-    assert hparams["optimizer.lr"] == 0.001 and "optimizer.momentum" not in hparams
-    assert hparams["model.hidden_sizes"] == "[200, 50]" and hparams["augment.rotation"] == 10
-    assert hparams["data.batch_size"] == cfg.data.batch_size and hparams["seed"] == 42
-    assert not any(key.split(".")[-1].startswith("_") for key in hparams)
-    assert "data.data_dir" not in hparams
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,6 @@ import itertools
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
 
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
@@ -270,28 +269,3 @@ def _first_value(override: Override) -> str:
     """The override as one value: itself, or a sweep's first value (an interval's start)."""
     values = values_of(override) if override.is_sweep_override() else []
     return values[0] if values else override.input_line
-
-
-def hyperparameters(cfg: DictConfig, choices: dict[str, str | None]) -> dict[str, Any]:
-    """What TensorBoard's HParams tab shows for a run: the group choices and their values."""
-    hparams: dict[str, Any] = {"seed": cfg.seed}
-    for group in ("model", "optimizer", "loss", "scheduler", "augment", "data"):
-        hparams[group] = choices.get(group)
-        node = cfg.get(group)
-        values = OmegaConf.to_container(node, resolve=True) if node is not None else {}
-        hparams.update({f"{group}.{key}": value for key, value in _flat(values).items()})
-    hparams["trainer.max_epochs"] = cfg.trainer.get("max_epochs")
-    return hparams
-
-
-def _flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dict -> {"a.b": value}, leaving out Hydra's `_target_`-style keys and paths."""
-    flat: dict[str, Any] = {}
-    for key, value in values.items():
-        if key.startswith("_") or key == "data_dir":
-            continue
-        if isinstance(value, dict):
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = str(value) if isinstance(value, list) else value
-    return flat

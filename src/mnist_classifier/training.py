@@ -21,10 +21,11 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, open_dict
 
 from mnist_classifier.checkpoints import InferenceRecord, check_same_model, load_checkpoint
-from mnist_classifier.config import check_targets, hyperparameters, validate
+from mnist_classifier.config import check_targets, validate
 from mnist_classifier.dashboards.callbacks import log_hyperparameters, tensorboard_writers
 from mnist_classifier.data import MNISTDataModule
 from mnist_classifier.errors import reading_input
+from mnist_classifier.hyperparameters import hyperparameters
 from mnist_classifier.module import Classifier
 from mnist_classifier.resume import LAST_FILE, resume_point
 from mnist_classifier.selection import Selection
