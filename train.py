@@ -2,7 +2,7 @@
 
 The command line is composed and checked before Hydra starts the run (bad input: one line, exit
 status 2); torch and Lightning are imported only once a run starts, so that --help, --cfg and
-refusals answer at once, and the CPU kernels' instruction set is fixed before (records.CPU_NUMERICS).
+refusals answer at once, and the CPU kernels' instruction set is fixed before (cpu_numerics.CPU_NUMERICS).
 """
 
 import sys
@@ -13,8 +13,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from mnist_classifier.config import preflight
+from mnist_classifier.cpu_numerics import pin_cpu_numerics
 from mnist_classifier.errors import failure_policy
-from mnist_classifier.records import pin_cpu_numerics
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")

@@ -38,8 +38,8 @@ from omegaconf import DictConfig
 
 from mnist_classifier.checkpoints import InferenceRecord
 from mnist_classifier.config import compose
+from mnist_classifier.cpu_time import OtherWork
 from mnist_classifier.errors import ArgumentParser, BadInput, entry_point
-from mnist_classifier.records import OtherWork
 from mnist_classifier.training import build, instantiate_classifier, quiet_libraries
 
 ROOT = Path(__file__).resolve().parents[1]

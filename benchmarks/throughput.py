@@ -48,8 +48,8 @@ from torchvision import datasets, transforms
 
 from mnist_classifier.batches import Batch
 from mnist_classifier.config import compose
+from mnist_classifier.cpu_time import OtherWork
 from mnist_classifier.errors import ArgumentParser, BadInput, entry_point
-from mnist_classifier.records import OtherWork
 from mnist_classifier.training import build
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -2,19 +2,17 @@
 config and overrides), and for each job of a sweep `job.json` (its outcome), which the sweep report
 reads (mnist_classifier.report). Both are written by Hydra callbacks (conf/hydra/default.yaml).
 
-A sweep job also names itself in its process's environment while it runs, so that the processes
-Lightning starts for the other ranks of a data-parallel job (which run the sweep's command line
-again) can run that same job instead of a new sweep (`relaunched_job`).
+environment.json holds the CPU kernels' settings (mnist_classifier.cpu_numerics); job.json the CPU
+seconds of the job and of the other processes beside it (mnist_classifier.cpu_time). While a sweep
+job runs, JobRecords names it in its process's environment for its data-parallel ranks
+(mnist_classifier.relaunch).
 """
 
-import getpass
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 from importlib import metadata
@@ -26,15 +24,11 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_classifier.config import override_key
+from mnist_classifier.cpu_numerics import CPU_NUMERICS
+from mnist_classifier.cpu_time import OtherWork
 from mnist_classifier.errors import one_line
+from mnist_classifier.relaunch import forget_job, name_job
 
-# The instruction set the CPU kernels of ATen, oneDNN and MKL may use. Left to choose, each takes the
-# widest the CPU has (AVX-512, AMX) and sums in another order on a machine that has other ones, so
-# the same seed trains to other figures. AVX2 is on every x86-64 CPU of the last decade; on a CPU
-# with AMX it costs LeNet's convolutions some speed (docs/benchmarks.md). A variable set in the
-# environment wins: ONEDNN_MAX_CPU_ISA=ALL trades the portable figures for that speed.
-CPU_NUMERICS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2"}
-INDUCTOR_CACHE = "TORCHINDUCTOR_CACHE_DIR"
 ENVIRONMENT_FILE = "environment.json"  # in <run dir>/.hydra/, beside config.yaml and overrides.yaml
 PACKAGES = (
     "torch",
@@ -46,22 +40,6 @@ PACKAGES = (
     "optuna",
     "numpy",
 )
-
-
-def pin_cpu_numerics() -> None:
-    """Hold the CPU kernels to CPU_NUMERICS, unless the environment says otherwise; before torch is
-    imported, as the libraries read the variables once. torch.compile's kernels are cached in a
-    folder of each setting's own (unless TORCHINDUCTOR_CACHE_DIR is set): its cache does not tell
-    them apart, and a kernel cached under AVX-512 computes garbage under ATEN_CPU_CAPABILITY=avx2."""
-    for name, value in CPU_NUMERICS.items():
-        os.environ.setdefault(name, value)
-    setting = "-".join(os.environ[name] for name in CPU_NUMERICS)
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):  # no name for this user id, as in some containers
-        user = str(os.getuid())
-    default_cache = Path(tempfile.gettempdir()) / f"torchinductor_{user}_{setting}"
-    os.environ.setdefault(INDUCTOR_CACHE, str(default_cache))
 
 
 def git_state(directory: Path) -> dict[str, Any]:
@@ -128,7 +106,6 @@ class RunRecord(Callback):
 
 
 JOB_RECORD = "job.json"
-JOB_ENV = "MNIST_CLASSIFIER_SWEEP_JOB"  # the running job, inherited by the processes it starts
 UNFINISHED = {"status": "unfinished", "error": "no record: the job was killed or is still running"}
 
 
@@ -142,48 +119,6 @@ def read_record(run_dir: Path) -> dict[str, Any] | None:
     """The record a job left in its run dir; None if it left none (killed, or still running)."""
     path = run_dir / JOB_RECORD
     return json.loads(path.read_text()) if path.is_file() else None
-
-
-def cpu_seconds() -> tuple[float, float] | None:
-    """(CPU seconds the machine has been busy since it started, CPU seconds of this process and its
-    children), from Linux's /proc/stat; None elsewhere."""
-    try:
-        with open("/proc/stat") as stat:
-            user, nice, system, _, _, irq, softirq = (int(field) for field in stat.readline().split()[1:8])
-    except (OSError, ValueError):
-        return None
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    mine = own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK"), mine
-
-
-class OtherWork:
-    """The CPU seconds this process spent, and those other processes spent beside it, while the block
-    ran: a timing taken beside other work is the slower for it (a shared machine, a test suite)."""
-
-    def __init__(self) -> None:
-        self.started: tuple[float, float] | None = None
-        self.stopped: tuple[float, float] | None = None
-
-    def start(self) -> None:
-        self.started, self.stopped = cpu_seconds(), None
-
-    def stop(self) -> None:
-        self.stopped = cpu_seconds()
-
-    def __enter__(self) -> "OtherWork":
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    def seconds(self) -> tuple[float, float] | None:
-        """(this process's CPU seconds, the other processes'), or None where they cannot be read."""
-        if self.started is None or self.stopped is None:
-            return None
-        mine = self.stopped[1] - self.started[1]
-        return round(mine, 3), round(max(0.0, self.stopped[0] - self.started[0] - mine), 3)
 
 
 def sweep_records(sweep_dir: Path) -> list[tuple[Path, dict[str, str], dict[str, Any]]]:
@@ -200,13 +135,6 @@ def sweep_records(sweep_dir: Path) -> list[tuple[Path, dict[str, str], dict[str,
     return found
 
 
-def relaunched_job() -> dict[str, Any] | None:
-    """The sweep job this process is a rank of: set when a job's process started this one (Lightning
-    re-runs the command line for each data-parallel rank); None in a sweep's own process."""
-    job = json.loads(os.environ.get(JOB_ENV, "null"))
-    return job if job is not None and job["pid"] != os.getpid() else None
-
-
 class JobRecords(Callback):
     """Hydra callback: records each job's outcome in its run dir. A failed job is recorded with its
     error and traceback, a pruned one as pruned; the sweep goes on (its sweeper reports at the end)."""
@@ -221,18 +149,12 @@ class JobRecords(Callback):
         self.cpu.start()
         self.devices = os.environ.get("CUDA_VISIBLE_DEVICES")  # set per job by hydra.job.env_set
         if config.hydra.mode.name == "MULTIRUN":
-            job = {
-                "overrides": list(config.hydra.overrides.task),
-                "output_dir": config.hydra.runtime.output_dir,
-                "num": config.hydra.job.num,
-                "pid": os.getpid(),
-            }
-            os.environ[JOB_ENV] = json.dumps(job)
+            name_job(config)  # for the processes of its data-parallel ranks
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         if config.hydra.mode.name != "MULTIRUN":
             return
-        os.environ.pop(JOB_ENV, None)
+        forget_job()
         import torch  # the job has imported it already
         from lightning.pytorch.utilities.rank_zero import rank_zero_only
 

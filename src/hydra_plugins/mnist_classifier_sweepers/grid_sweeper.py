@@ -9,14 +9,9 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
-from hydra_plugins.mnist_classifier_sweepers.sweeps import (
-    finish_sweep,
-    run_relaunched_job,
-    set_hydra_config,
-    start_sweep,
-)
+from hydra_plugins.mnist_classifier_sweepers.sweeps import finish_sweep, set_hydra_config, start_sweep
 from mnist_classifier.config import combinations
-from mnist_classifier.records import relaunched_job
+from mnist_classifier.relaunch import relaunched_job, run_relaunched_job
 
 
 class GridSweeper(Sweeper):

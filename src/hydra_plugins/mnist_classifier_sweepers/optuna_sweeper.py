@@ -37,14 +37,10 @@ from hydra.types import HydraContext, TaskFunction
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from hydra_plugins.mnist_classifier_sweepers.sweeps import (
-    finish_sweep,
-    run_relaunched_job,
-    set_hydra_config,
-    start_sweep,
-)
+from hydra_plugins.mnist_classifier_sweepers.sweeps import finish_sweep, set_hydra_config, start_sweep
 from mnist_classifier.errors import BadInput, failure_policy, one_line
-from mnist_classifier.records import read_record, relaunched_job
+from mnist_classifier.records import read_record
+from mnist_classifier.relaunch import relaunched_job, run_relaunched_job
 from mnist_classifier.studies import TRIAL_NUMBER_KEY, open_storage, shown_storage, study_storage
 
 if TYPE_CHECKING:
