@@ -28,19 +28,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
-from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn
-from hydra.plugins.sweeper import Sweeper
-from hydra.types import HydraContext, TaskFunction
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from hydra_plugins.mnist_classifier_sweepers.sweeps import finish_sweep, set_hydra_config, start_sweep
+from hydra_plugins.mnist_classifier_sweepers.sweeps import SweeperBase, start_sweep
 from mnist_classifier.errors import BadInput, failure_policy, one_line
 from mnist_classifier.records import read_record
-from mnist_classifier.relaunch import relaunched_job, run_relaunched_job
 from mnist_classifier.studies import TRIAL_NUMBER_KEY, open_storage, shown_storage, study_storage
 
 if TYPE_CHECKING:
@@ -50,7 +45,7 @@ log = logging.getLogger(__name__)
 WAIT_S = 2.0  # how often a worker with no trial to start looks at the study again
 
 
-class OptunaSweeper(Sweeper):
+class OptunaSweeper(SweeperBase):
     """Runs trials of an Optuna study over the search space `params` (Hydra's sweep syntax:
     `choice(...)`, `range(...)`, `interval(a, b)`, tagged `log` and/or `int`) until the study has
     `n_trials`, maximising or minimising the job's returned `objective`. Sweep overrides on the
@@ -70,6 +65,7 @@ class OptunaSweeper(Sweeper):
         sampler: DictConfig | None = None,
         params: DictConfig | None = None,
     ) -> None:
+        super().__init__(params)
         self.study_name = study_name
         self.storage = storage
         self.direction = direction
@@ -80,21 +76,8 @@ class OptunaSweeper(Sweeper):
         self.grace_period = grace_period
         self.max_retry = max_retry
         self.sampler = sampler
-        self.params = dict(params or {})
 
-    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        self.config = config
-        self.hydra_context = hydra_context
-        self.task_function = task_function
-        set_hydra_config(config)
-        self.launcher = Plugins.instance().instantiate_launcher(
-            hydra_context=hydra_context, task_function=task_function, config=config
-        )
-
-    def sweep(self, arguments: list[str]) -> None:
-        if (job := relaunched_job()) is not None:  # a rank of a data-parallel trial: that trial's job
-            run_relaunched_job(self.hydra_context, self.task_function, self.config, job)
-            return
+    def run_jobs(self, arguments: list[str]) -> None:
         with failure_policy():  # bad input is one line and exit status 2, before any trial starts
             search_space, fixed = self._search_space(arguments)
             sweep_dir = start_sweep(self.config)
@@ -126,7 +109,6 @@ class OptunaSweeper(Sweeper):
                     time.sleep(WAIT_S)
                 else:
                     break
-        finish_sweep(self.config)
 
     def _study(self, backend: "optuna.storages.BaseStorage", storage: str) -> "optuna.Study":
         """The study, created or continued; BadInput if it exists with the other direction."""
@@ -173,9 +155,7 @@ class OptunaSweeper(Sweeper):
 
     def _search_space(self, arguments: list[str]) -> tuple[dict[str, Any], list[str]]:
         """The distributions of the sweep overrides, and the fixed overrides every trial gets."""
-        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        lines = [f"{key}={value}" for key, value in self.params.items()] + arguments
-        overrides = {override.key_or_group: override for override in parser.parse_overrides(lines)}
+        overrides = {override.key_or_group: override for override in self.sweep_overrides(arguments)}
         search_space = {
             key: distribution(override) for key, override in overrides.items() if override.is_sweep_override()
         }
