@@ -12,8 +12,9 @@ import torch
 
 from mnist_classifier import report
 from mnist_classifier.checkpoints import RECORD
-from mnist_classifier.config import command_line_overrides, compose, preflight
+from mnist_classifier.config import compose, preflight
 from mnist_classifier.errors import failure_policy
+from mnist_classifier.overrides import command_line_overrides
 from mnist_classifier.training import run
 
 from .conftest import TINY_TRAIN, TrainedRun, copy_dataset, script_module

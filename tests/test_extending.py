@@ -131,6 +131,7 @@ def runs(
 ) -> dict[str, Extended]:
     """Each extension's one short epoch of train.py, run from the user's folder the first time a test
     asks for it."""
+
     class Runs(dict):
         def __missing__(self, name: str) -> Extended:
             env = environment(experiments, tiny_mnist)

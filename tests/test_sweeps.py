@@ -31,8 +31,8 @@ from tensorboard.backend.event_processing.event_file_loader import EventFileLoad
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from hydra_plugins.mnist_classifier_sweepers import optuna_sweeper
-from mnist_classifier.config import override_key
 from mnist_classifier.errors import BadInput
+from mnist_classifier.overrides import override_key
 from mnist_classifier.report import main as report_main
 from mnist_classifier.studies import open_storage, trial_pruning
 
@@ -146,14 +146,14 @@ def test_a_grid_runs_every_combination_in_run_dirs_named_by_their_overrides_past
     for run_name, (hparams,) in sessions.items():
         assert f"model={hparams['model'].string_value}," in run_name
 
-    # The report: finished jobs ranked by best val accuracy, then the failed ones with their error.
+    # The report: finished jobs ranked by the selection metric, then the failed ones with their error.
     rows = report_rows(tmp_path)
     assert [row["status"] for row in rows] == ["finished", "finished", "failed", "failed"]
-    scores = [float(row["best_val_acc"]) for row in rows[:2]]
+    scores = [float(row["val/acc_best"]) for row in rows[:2]]
     assert scores == sorted(scores, reverse=True)
     for row in rows[:2]:
         record = json.loads((tmp_path / row["run_dir"] / "job.json").read_text())
-        assert float(row["best_val_acc"]) == record["metrics"]["val/acc_best"]
+        assert float(row["val/acc_best"]) == record["metrics"]["val/acc_best"]
         assert row["epochs"] == "1"
     for row in rows[2:]:
         assert row["error"] == error
@@ -349,7 +349,7 @@ def test_each_trial_has_its_run_dir_and_tensorboard_run_and_the_reports_list_eve
             assert sorted(row["run_dir"].split("_")[0] for row in rows) == numbers
             for row in rows:
                 if row["status"] == "finished":
-                    assert float(row["best_val_acc"]) == pytest.approx(values[row["run_dir"].split("_")[0]])
+                    assert float(row["val/acc_best"]) == pytest.approx(values[row["run_dir"].split("_")[0]])
     # Made again later from a first-round worker's sweep dir: the study as it is now.
     first_worker = study.rounds[0].workers[0].sweep_dir
     assert report_main([str(first_worker)]) == 0
@@ -495,8 +495,8 @@ def test_a_sweep_refuses_a_study_of_the_other_direction_in_one_line_before_any_t
                    data_dir=tiny_mnist)  # fmt: skip
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"error: hydra.sweeper.direction=maximize is invalid: study lenet in {storage} is to minimize; give "
-        "that direction, or another hydra.sweeper.study_name"
+        f"error: selection.mode=max is invalid: study lenet in {storage} is to minimize; give "
+        "selection.mode=min, or another hydra.sweeper.study_name"
     ]
     assert not list(tmp_path.glob("*/.hydra"))  # no job started
 
@@ -531,7 +531,7 @@ def test_a_trial_the_pruner_stops_is_pruned_in_the_study_in_its_record_and_in_th
     assert "traceback" not in record  # not a failure
     assert trial.user_attrs["job"]["status"] == "pruned"
     (row,) = report_rows(tmp_path)
-    assert (row["run_dir"], row["status"], row["best_val_acc"]) == (run_dir.name, "pruned", "")
+    assert (row["run_dir"], row["status"], row["val/acc_best"]) == (run_dir.name, "pruned", "")
     assert "1 jobs: 0 finished, 1 pruned, 0 failed" in (tmp_path / "report.md").read_text()
 
 
@@ -791,7 +791,7 @@ def test_the_report_of_a_sweep_that_varied_nothing_is_a_whole_table(tmp_path: Pa
     write_job(tmp_path, "0_seed=1", ["seed=1"], finished(0.90, 0.89))
     assert report_main([str(tmp_path)]) == 0
     table = [line for line in (tmp_path / "report.md").read_text().splitlines() if line.startswith("|")]
-    assert table[0] == "| rank | job | best val acc | test acc | epochs | wall s | status |"
+    assert table[0] == "| rank | job | best val/acc | test acc | epochs | wall s | status |"
     assert {line.count("|") for line in table} == {8}  # the header, the rule and the row alike
 
 
@@ -818,6 +818,21 @@ def test_the_report_ranks_jobs_and_gives_mean_and_std_across_seeds(tmp_path: Pat
     assert "| lr=0.1 | 2 | 0.9200 ± 0.0283 | 0.9100 ± 0.0283 |" in markdown
     assert "| lr=0.01 |" not in markdown
     assert markdown in capsys.readouterr().out
+
+
+def test_the_report_ranks_by_the_sweeps_selection_metric_and_its_mode(tmp_path: Path) -> None:
+    (tmp_path / "multirun.yaml").write_text(
+        "selection: {monitor: val/loss, mode: min}\n"
+        "hydra: {sweeper: {_target_: hydra_plugins.mnist_classifier_sweepers.grid_sweeper.GridSweeper}}\n"
+    )
+    for number, loss in enumerate([0.30, 0.10, 0.20]):
+        record = finished(0.9, 0.9) | {"metrics": {"val/loss_best": loss, "val/acc_best": 1 - loss}}
+        write_job(tmp_path, f"{number}_lr={number}", [f"lr={number}"], record)
+    assert report_main([str(tmp_path)]) == 0
+    rows = report_rows(tmp_path)
+    assert [row["run_dir"] for row in rows] == ["1_lr=1", "2_lr=2", "0_lr=0"]  # the lowest loss first
+    assert [float(row["val/loss_best"]) for row in rows] == [0.10, 0.20, 0.30]
+    assert "Best: job 1, val/loss_best 0.1000" in (tmp_path / "report.md").read_text()
 
 
 def test_the_report_of_a_study_is_built_from_its_storage(tmp_path: Path, capsys) -> None:

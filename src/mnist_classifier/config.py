@@ -4,14 +4,13 @@
 against its rule in mnist_classifier.schema, and what needs the file system or torch) before Hydra
 makes a run dir, so that bad input costs one line and exit status 2, nothing else. Checks that
 need the data or the model (a validation split larger than the data, an image too small for
-LeNet) are made where those are built. Also Hydra's override lines (`key=value`, `key=a,b`,
-`key=interval(a,b)`): their keys and values. Imports no torch: a refused command answers fast.
+LeNet, a `_target_` that cannot be imported) are made where those are built. Imports no torch: a
+refused command answers fast.
 """
 
 import copy
 import hashlib
 import inspect
-import itertools
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -21,13 +20,21 @@ from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import IntervalSweep, Override
+from hydra.core.override_parser.types import Override
 from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException
 from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from mnist_classifier.errors import BadInput, first_line, one_line
+from mnist_classifier.overrides import (
+    NOT_A_RUN,
+    combinations,
+    command_line_overrides,
+    first_value,
+    override_key,
+    values_of,
+)
 from mnist_classifier.schema import check
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -111,45 +118,6 @@ def check_target(key: str, node: DictConfig) -> None:
         )
 
 
-def override_key(line: str) -> str:
-    """The key of an override line, without Hydra's +, ++ and ~ prefixes."""
-    return line.split("=", 1)[0].lstrip("+~")
-
-
-def values_of(override: Override) -> list[str]:
-    """The override lines of each value an override may give its key: itself if it sweeps nothing,
-    a list's or a range's values, an interval's two ends; none for glob(...), which lists config
-    files that only Hydra's sweepers expand."""
-    if not override.is_sweep_override():
-        return [override.input_line]
-    key = override.get_key_element()
-    sweep = override.value()
-    if isinstance(sweep, IntervalSweep):
-        ends = (int(sweep.start), int(sweep.end)) if "int" in sweep.tags else (sweep.start, sweep.end)
-        return [f"{key}={end}" for end in ends]
-    try:
-        return [f"{key}={value}" for value in override.sweep_string_iterator()]
-    except HydraException:
-        return []
-
-
-def combinations(overrides: list[Override]) -> list[list[str]]:
-    """A grid's jobs: one list of override lines per combination of the swept values."""
-    choices: dict[str, list[str]] = {}
-    for override in overrides:
-        if override.is_sweep_override() and not override.is_discrete_sweep():
-            raise BadInput(
-                f"{override.input_line} is invalid: a grid sweeps lists, choice(...) and range(...); "
-                "intervals need hparams_search=optuna"
-            )
-        key = override.get_key_element()
-        if override.is_sweep_override():
-            choices[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
-        else:
-            choices[key] = [f"{key}={override.get_value_element_as_str()}"]
-    return [list(job) for job in itertools.product(*choices.values())]
-
-
 def compose(overrides: Iterable[str], output_dir: str | Path, config_name: str = "train") -> DictConfig:
     """The config a command would get for these overrides, with Hydra's runtime set (so that
     `${hydra:...}` resolves) and its output dir pointed at `output_dir`."""
@@ -161,27 +129,6 @@ def compose(overrides: Iterable[str], output_dir: str | Path, config_name: str =
         cfg.hydra.runtime.cwd = os.getcwd()
     HydraConfig.instance().set_config(cfg)
     return cfg
-
-
-# Hydra's command-line flags: those that take a value, and those after which Hydra prints or
-# does something else than a run (help, the config, shell completion), which it checks itself.
-FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn"}
-FLAGS_WITH_VALUE |= {"--config-dir", "-cd", "--experimental-rerun", "--shell-completion", "-sc", "--info"}
-NOT_A_RUN = FLAGS_WITH_VALUE - {"--package", "-p"} | {"--help", "-h", "--hydra-help", "--version"}
-
-
-def command_line_overrides(argv: list[str]) -> tuple[set[str], list[str]]:
-    """(Hydra's flags, the overrides) of a command line."""
-    flags, overrides = set(), []
-    arguments = iter(argv)
-    for argument in arguments:
-        if argument.startswith("-"):
-            flags.add(argument.split("=", 1)[0])
-            if argument in FLAGS_WITH_VALUE and "=" not in argument:
-                next(arguments, None)
-        else:
-            overrides.append(argument)
-    return flags, overrides
 
 
 def preflight(argv: list[str], config_name: str = "train") -> None:
@@ -218,14 +165,14 @@ def preflight(argv: list[str], config_name: str = "train") -> None:
     # The sweeper's own params (a study's search space) come first in each job; the command line wins.
     params = OmegaConf.select(cfg, "hydra.sweeper.params") or {}
     searched = [*parser.parse_overrides([f"{key}={value}" for key, value in params.items()]), *parsed]
-    job = [_first_value(override) for override in searched]
+    job = [first_value(override) for override in searched]
     first = _composed(job, config_name)
     validate(first)
     if str(OmegaConf.select(cfg, "hydra.sweeper._target_")).endswith("GridSweeper"):
         combinations(parsed)  # refuses what a grid cannot sweep
     for override in (override for override in searched if override.is_sweep_override()):
         for value in values_of(override):
-            if value != _first_value(override):
+            if value != first_value(override):
                 validate(_with_value(first, job, parser.parse_override(value), config_name))
 
 
@@ -263,9 +210,3 @@ def _unknown_key(error: Exception, overrides: list[str]) -> str | None:
     line = next(line for line in overrides if override_key(line) == key)
     parent, _, name = key.rpartition(".")
     return f"{line} is invalid: {parent or 'the config'} has no key {name!r} (+{line} adds one)"
-
-
-def _first_value(override: Override) -> str:
-    """The override as one value: itself, or a sweep's first value (an interval's start)."""
-    values = values_of(override) if override.is_sweep_override() else []
-    return values[0] if values else override.input_line

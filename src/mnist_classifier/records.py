@@ -23,10 +23,10 @@ from hydra.core.utils import JobReturn
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_classifier.config import override_key
 from mnist_classifier.cpu_numerics import CPU_NUMERICS
 from mnist_classifier.cpu_time import OtherWork
 from mnist_classifier.errors import one_line
+from mnist_classifier.overrides import override_key
 from mnist_classifier.relaunch import forget_job, name_job
 
 ENVIRONMENT_FILE = "environment.json"  # in <run dir>/.hydra/, beside config.yaml and overrides.yaml

@@ -5,8 +5,9 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from mnist_classifier.config import LAST, override_key
+from mnist_classifier.config import LAST
 from mnist_classifier.errors import BadInput
+from mnist_classifier.overrides import override_key
 
 LAST_FILE = "last.ckpt"  # written by callbacks.last_checkpoint
 HPC_CHECKPOINTS = "hpc_ckpt_*.ckpt"  # written by Lightning into the run dir when SLURM signals a requeue

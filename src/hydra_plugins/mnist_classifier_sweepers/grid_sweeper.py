@@ -5,7 +5,7 @@ from hydra.core.utils import JobReturn
 from omegaconf import DictConfig
 
 from hydra_plugins.mnist_classifier_sweepers.sweeps import SweeperBase, start_sweep
-from mnist_classifier.config import combinations
+from mnist_classifier.overrides import combinations
 
 
 class GridSweeper(SweeperBase):

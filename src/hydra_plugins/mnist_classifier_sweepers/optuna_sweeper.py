@@ -25,6 +25,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,7 @@ from omegaconf import DictConfig
 from hydra_plugins.mnist_classifier_sweepers.sweeps import SweeperBase, start_sweep
 from mnist_classifier.errors import BadInput, failure_policy, one_line
 from mnist_classifier.records import read_record
+from mnist_classifier.selection import SELECTION_ATTR, Selection
 from mnist_classifier.studies import TRIAL_NUMBER_KEY, open_storage, shown_storage, study_storage
 
 if TYPE_CHECKING:
@@ -48,15 +50,14 @@ WAIT_S = 2.0  # how often a worker with no trial to start looks at the study aga
 class OptunaSweeper(SweeperBase):
     """Runs trials of an Optuna study over the search space `params` (Hydra's sweep syntax:
     `choice(...)`, `range(...)`, `interval(a, b)`, tagged `log` and/or `int`) until the study has
-    `n_trials`, maximising or minimising the job's returned `objective`. Sweep overrides on the
-    command line join `params`."""
+    `n_trials`, to the best of the selection metric (`selection` of the config: the job's result
+    `<monitor>_best`, maximised or minimised by its mode). Sweep overrides on the command line join
+    `params`."""
 
     def __init__(
         self,
         study_name: str,
         storage: str | None,
-        direction: str,
-        objective: str,
         n_trials: int,
         n_jobs: int,
         heartbeat_interval: int | None,
@@ -68,8 +69,6 @@ class OptunaSweeper(SweeperBase):
         super().__init__(params)
         self.study_name = study_name
         self.storage = storage
-        self.direction = direction
-        self.objective = objective
         self.n_trials = n_trials
         self.n_jobs = n_jobs
         self.heartbeat_interval = heartbeat_interval
@@ -111,22 +110,25 @@ class OptunaSweeper(SweeperBase):
                     break
 
     def _study(self, backend: "optuna.storages.BaseStorage", storage: str) -> "optuna.Study":
-        """The study, created or continued; BadInput if it exists with the other direction."""
+        """The study, created or continued; BadInput if it exists with the other direction. It keeps
+        the selection it optimises, for reports made from the storage alone."""
         import optuna
 
+        selection = Selection.of(self.config)
         existing = {study.study_name: study for study in backend.get_all_studies()}.get(self.study_name)
-        directions = (
-            [direction.name.lower() for direction in existing.directions] if existing else [self.direction]
-        )
-        if directions != [self.direction]:
+        directions = [direction.name.lower() for direction in existing.directions] if existing else []
+        if directions and directions != [selection.direction]:
+            mode = "max" if directions[0] == "maximize" else "min"
             raise BadInput(
-                f"hydra.sweeper.direction={self.direction} is invalid: study {self.study_name} in "
-                f"{shown_storage(storage)} is to {directions[0]}; give that direction, or another "
+                f"selection.mode={selection.mode} is invalid: study {self.study_name} in "
+                f"{shown_storage(storage)} is to {directions[0]}; give selection.mode={mode}, or another "
                 "hydra.sweeper.study_name"
             )
-        return optuna.create_study(
-            study_name=self.study_name, storage=backend, direction=self.direction, load_if_exists=True
+        study = optuna.create_study(
+            study_name=self.study_name, storage=backend, direction=selection.direction, load_if_exists=True
         )
+        study.set_user_attr(SELECTION_ATTR, asdict(selection))
+        return study
 
     def _run_batch(
         self,
@@ -173,7 +175,7 @@ class OptunaSweeper(SweeperBase):
         record.pop("traceback", None)  # it stays in the run dir's job.json
         record["run_dir"] = str(run_dir)
         try:
-            value = job.return_value[self.objective]
+            value = job.return_value[Selection.of(self.config).best_key]
         except optuna.TrialPruned:
             state, value = TrialState.PRUNED, None
         except Exception as error:  # the job failed, or returned no objective: the study goes on

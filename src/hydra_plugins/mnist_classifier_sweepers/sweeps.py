@@ -79,7 +79,7 @@ def finish_sweep(config: DictConfig) -> None:
     from mnist_classifier.report import report_sweep  # plots and Optuna: only at a sweep's end
 
     sweep_dir = Path(config.hydra.sweep.dir)
-    jobs = report_sweep(sweep_dir, config.hydra.sweeper)
+    jobs = report_sweep(sweep_dir, config)
     mine = [job for job in jobs if job.ran_in(sweep_dir)]  # not the other workers' of a shared study
     if failed := [job for job in mine if job.status == "failed"]:
         with failure_policy():
