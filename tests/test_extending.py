@@ -273,22 +273,33 @@ def validation_curve(run_dir: Path, tag: str) -> list[float]:
     return [event.value for event in events.Scalars(tag)]
 
 
+@pytest.mark.parametrize("mode", ["min", "max"])
 def test_another_selection_metric_picks_the_checkpoint_that_is_kept_and_tested(
-    tiny_mnist: Path, tmp_path: Path
+    mode: str, tiny_mnist: Path, tmp_path: Path
 ) -> None:
+    """The README's command (min), and its mode turned (max): the highest validation loss of a run
+    that learns is an early epoch's, so the tested checkpoint cannot be the last by chance."""
     run_dir = tmp_path / "run"
-    arguments = argv(SELECTION, tmp_path, *TINY_RUN, "trainer.max_epochs=4", f"hydra.run.dir={run_dir}")
-    result = command("train.py", *arguments, env=user_environment(tiny_mnist), cwd=tmp_path)
+    more = [*TINY_RUN, "trainer.max_epochs=4", f"selection.mode={mode}", f"hydra.run.dir={run_dir}"]
+    result = command(
+        "train.py", *argv(SELECTION, tmp_path, *more), env=user_environment(tiny_mnist), cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     losses = validation_curve(run_dir, "val/loss")
     assert len(losses) == 4
-    best_epoch = int(np.argmin(losses)) + 1
+    pick = np.argmin if mode == "min" else np.argmax
+    best_epoch = int(pick(losses)) + 1
+    if mode == "max":
+        assert best_epoch < 4, losses  # the construction: the best epoch is not the last
     output = result.stderr + result.stdout
-    assert summary_line(output, "best val loss") == f"{min(losses):.4f}"
+    assert summary_line(output, "best val loss") == f"{losses[best_epoch - 1]:.4f}"
     assert summary_line(output, "best epoch") == f"{best_epoch} of 4"
     (kept,) = (run_dir / "checkpoints").glob("epoch*.ckpt")
-    assert kept.name.startswith(f"epoch{best_epoch - 1:02d}-")
+    assert summary_line(output, "checkpoint") == str(kept)
     assert torch.load(kept, weights_only=True)["epoch"] == best_epoch - 1
+    evaluated = command("eval.py", str(kept), env=user_environment(tiny_mnist), cwd=tmp_path)
+    shown = float(re.search(r"test accuracy ([\d.]+)", evaluated.stdout).group(1))
+    assert float(summary_line(output, "test accuracy")) == pytest.approx(shown, abs=1e-4)
 
 
 def test_with_checkpointing_off_the_final_weights_are_tested_and_the_summary_says_so(
