@@ -14,7 +14,8 @@ whose share is done waits while other trials run. Nothing else fails a running t
 reports its validation metric to its trial every epoch (mnist_classifier.studies.trial_pruning),
 so that the study's pruner can stop it.
 
-Written for current Optuna (5.x): the `hydra-optuna-sweeper` package on PyPI pins optuna<3.
+Our own, on Optuna's public API: the `hydra-optuna-sweeper` package on PyPI holds Optuna to an old
+release.
 Optuna is imported when a sweep starts, not when Hydra loads its plugins for every command.
 """
 
