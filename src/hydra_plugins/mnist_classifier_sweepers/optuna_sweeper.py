@@ -11,7 +11,7 @@ On a database, a worker records a heartbeat for each trial it runs, as Optuna's 
 A worker that dies leaves trials whose heartbeat stops; the next worker that looks fails them and
 Optuna's RetryHeartbeatStaleTrialCallback queues each again (up to `max_retry` times), so a worker
 whose share is done waits while other trials run. Nothing else fails a running trial. Each job
-reports its validation metric to its trial every epoch (mnist_classifier.studies.trial_pruning),
+reports the selection metric to its trial every epoch (mnist_classifier.studies.trial_pruning),
 so that the study's pruner can stop it.
 
 Our own, on Optuna's public API: the `hydra-optuna-sweeper` package on PyPI holds Optuna to an old
