@@ -51,32 +51,23 @@ class Job:
     metrics: dict[str, float] = field(default_factory=dict)
     wall_s: float | None = None
     run_dir: str = ""  # empty for a trial whose job has not ended
-    selection: Selection = field(default_factory=Selection)  # what ranks it
-
-    @property
-    def score(self) -> float:
-        """The best value of the selection metric."""
-        return self.metrics.get(self.selection.best_key, float("nan"))
 
     def ran_in(self, sweep_dir: Path) -> bool:
         """Whether the job ran in this sweep dir (not in another worker's)."""
         return bool(self.run_dir) and Path(self.run_dir).resolve().is_relative_to(sweep_dir.resolve())
 
 
-def job_of(
-    name: str, overrides: dict[str, str], record: dict[str, Any], run_dir: str, selection: Selection
-) -> Job:
+def job_of(name: str, overrides: dict[str, str], record: dict[str, Any], run_dir: str) -> Job:
     """A job as its record (mnist_classifier.records) tells it."""
     metrics, wall_s = record.get("metrics") or {}, record.get("wall_s")
-    status, error = record["status"], record.get("error", "")
-    return Job(name, overrides, status, error, metrics, wall_s, run_dir, selection)
+    return Job(name, overrides, record["status"], record.get("error", ""), metrics, wall_s, run_dir)
 
 
 def read_jobs(sweep_dir: Path, selection: Selection) -> list[Job]:
     """Every job of the sweep: the run dirs holding Hydra's record of their overrides."""
     records = sweep_records(sweep_dir)
     return rank(
-        [job_of(run.name, overrides, record, str(run), selection) for run, overrides, record in records]
+        [job_of(run.name, overrides, record, str(run)) for run, overrides, record in records], selection
     )
 
 
@@ -96,8 +87,8 @@ def read_trials(study: optuna.Study, selection: Selection) -> list[Job]:
         name = Path(record["run_dir"]).name if "run_dir" in record else str(trial.number)
         overrides = record.get("overrides") or {key: str(value) for key, value in trial.params.items()}
         record = record | {"status": TRIAL_STATUS[trial.state], "error": error}
-        jobs.append(job_of(name, overrides, record, record.get("run_dir", ""), selection))
-    return rank(jobs)
+        jobs.append(job_of(name, overrides, record, record.get("run_dir", "")))
+    return rank(jobs, selection)
 
 
 def _trial_state_note(trial: optuna.trial.FrozenTrial, retried_as: dict[int, int]) -> str:
@@ -110,9 +101,11 @@ def _trial_state_note(trial: optuna.trial.FrozenTrial, retried_as: dict[int, int
     )
 
 
-def rank(jobs: list[Job]) -> list[Job]:
+def rank(jobs: list[Job], selection: Selection) -> list[Job]:
     """Finished jobs best first by the selection metric, then pruned, failed and unfinished ones."""
-    return sorted(jobs, key=lambda job: (STATUS_ORDER.index(job.status), job.selection.rank(job.score)))
+    return sorted(
+        jobs, key=lambda job: (STATUS_ORDER.index(job.status), selection.rank(selection.score(job.metrics)))
+    )
 
 
 def swept_keys(jobs: list[Job]) -> list[str]:
@@ -158,7 +151,7 @@ def markdown(title: str, jobs: list[Job], selection: Selection) -> str:
         f"{selection.mode}); a job's run dir (its TensorBoard run) is named by its number (an Optuna "
         "study's trial number) and overrides.",
         f"Common overrides: `{' '.join(common_overrides(jobs)) or 'none'}`",
-        f"Best: {_best(finished[0]) if finished else 'none finished'}",
+        f"Best: {_best(finished[0], selection) if finished else 'none finished'}",
         "",
         "| " + " | ".join(["rank", "job", *keys, best, "test acc", "epochs", "wall s", "status"]) + " |",
         "|" + " --- |" * (len(keys) + 7),
@@ -170,7 +163,7 @@ def markdown(title: str, jobs: list[Job], selection: Selection) -> str:
             str(position),
             job.name.split("_", 1)[0],
             *values,
-            *_metric_cells(job),
+            *_metric_cells(job, selection),
             status.replace("|", "\\|"),
         ]
         lines.append("| " + " | ".join(cells) + " |")
@@ -184,7 +177,7 @@ def markdown(title: str, jobs: list[Job], selection: Selection) -> str:
             "| --- | --- | --- | --- |",
         ]
         for label, members in groups.items():
-            val = mean_std([job.score for job in members])
+            val = mean_std([selection.score(job.metrics) for job in members])
             test = mean_std([job.metrics.get(TEST_METRIC, float("nan")) for job in members])
             lines.append(f"| {label} | {len(members)} | {val} | {test} |")
     return "\n".join(lines) + "\n"
@@ -224,7 +217,7 @@ def metric_figure(jobs: list[Job], selection: Selection) -> Figure | None:
     for axes, key in zip(figure.subplots(1, len(keys), squeeze=False)[0], keys, strict=True):
         values = sorted({job.overrides.get(key, "") for job in finished}, key=_numeric_first)
         for x, value in enumerate(values):
-            scores = [job.score for job in finished if job.overrides.get(key, "") == value]
+            scores = [selection.score(job.metrics) for job in finished if job.overrides.get(key, "") == value]
             axes.scatter([x] * len(scores), scores, color="tab:blue", alpha=0.6)
             axes.hlines(statistics.mean(scores), x - 0.2, x + 0.2, color="tab:red")
         axes.set_xticks(range(len(values)), values, rotation=30, ha="right")
@@ -300,18 +293,17 @@ def report_study(
     return write_report(out_dir, title, read_trials(study, selection), selection, study)
 
 
-def _best(job: Job) -> str:
-    return (
-        f"job {job.name.split('_', 1)[0]}, {job.selection.best_key} {job.score:.4f}, run dir `{job.run_dir}`"
-    )
+def _best(job: Job, selection: Selection) -> str:
+    score = selection.score(job.metrics)
+    return f"job {job.name.split('_', 1)[0]}, {selection.best_key} {score:.4f}, run dir `{job.run_dir}`"
 
 
-def _metric_cells(job: Job) -> list[str]:
+def _metric_cells(job: Job, selection: Selection) -> list[str]:
     def cell(name: str, spec: str) -> str:
         return format(job.metrics[name], spec) if name in job.metrics else ""
 
     wall = f"{job.wall_s:.1f}" if job.wall_s is not None else ""
-    return [cell(job.selection.best_key, ".4f"), cell(TEST_METRIC, ".4f"), cell("epochs", "d"), wall]
+    return [cell(selection.best_key, ".4f"), cell(TEST_METRIC, ".4f"), cell("epochs", "d"), wall]
 
 
 def _numeric_first(value: str) -> tuple[int, float, str]:

@@ -46,6 +46,10 @@ class Selection:
         """Optuna's word for the mode."""
         return "maximize" if self.mode == "max" else "minimize"
 
+    def score(self, results: Mapping[str, float]) -> float:
+        """A run's best value of the monitor, from its results; NaN if it has none."""
+        return results.get(self.best_key, math.nan)
+
     def rank(self, value: float) -> float:
         """A sort key, best first; a missing (NaN) value last."""
         if math.isnan(value):
