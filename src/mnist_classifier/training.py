@@ -186,8 +186,7 @@ def build(cfg: DictConfig, resume_from: Path | None = None) -> tuple[MNISTDataMo
     if not terminal:
         callbacks = [callback for callback in callbacks if not isinstance(callback, ProgressBar)]
     callbacks.append(InferenceRecord(cfg.model))
-    with reading_input():
-        trainer = instantiate(cfg.trainer, logger=loggers, callbacks=callbacks, enable_progress_bar=terminal)
+    trainer = instantiate(cfg.trainer, logger=loggers, callbacks=callbacks, enable_progress_bar=terminal)
     return datamodule, classifier, trainer
 
 
