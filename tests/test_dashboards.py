@@ -16,7 +16,6 @@ import pytest
 import torch
 from matplotlib import colormaps
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 from torch import nn
 
 from mnist_classifier.dashboards import callbacks
@@ -25,7 +24,6 @@ from mnist_classifier.dashboards.callbacks import (
     MisclassifiedDigits,
     ParameterHistograms,
     TrainingInputs,
-    log_hyperparameters,
 )
 from mnist_classifier.dashboards.drawing import CELL, confusion_image
 from mnist_classifier.data import MNISTDataModule
@@ -165,21 +163,6 @@ def test_histograms_are_off_by_default_and_one_setting_turns_them_on(
     assert {"weights/net.conv1.weight", "gradients/net.conv1.weight", "gradients/net.fc3.bias"} <= tags
     # 5 steps (80 training images, batches of 16): steps 0, 2 and 4.
     assert [event.step for event in events(tmp_path / "on").Histograms("weights/net.fc1.weight")] == [0, 2, 4]
-
-
-def test_hparams_hold_the_runs_settings_beside_its_final_metrics(tmp_path: Path) -> None:
-    logger = L.pytorch.loggers.TensorBoardLogger(tmp_path, name="", version="", default_hp_metric=False)
-    trainer = L.Trainer(logger=logger, accelerator="cpu")
-    log_hyperparameters(
-        trainer, {"model": "lenet", "optimizer.lr": 0.01}, {"test/acc": 0.97, "val/loss": float("nan")}
-    )
-    logger.experiment.flush()
-    accumulator = events(tmp_path)
-    content = accumulator.PluginTagToContent("hparams")
-    hparams = HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info.hparams
-    assert hparams["model"].string_value == "lenet" and hparams["optimizer.lr"].number_value == 0.01
-    assert [event.value for event in accumulator.Scalars("hparams/test/acc")] == [pytest.approx(0.97)]
-    assert accumulator.Tags()["scalars"] == ["hparams/test/acc"]  # NaN: not measured, not shown
 
 
 @pytest.mark.slow

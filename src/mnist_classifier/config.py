@@ -36,6 +36,7 @@ from mnist_classifier.overrides import (
     values_of,
 )
 from mnist_classifier.schema import check
+from mnist_classifier.tracker_settings import check_loggers
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 NAME_LIMIT = 120  # characters of a run dir's name; file systems allow 255
@@ -59,8 +60,9 @@ OmegaConf.register_new_resolver("len", len, replace=True)
 
 def validate(cfg: DictConfig) -> None:
     """Raise BadInput for the first value outside its rule (mnist_classifier.schema), a checkpoint
-    that is not there, or a GPU asked for on a machine without one."""
+    that is not there, a GPU asked for on a machine without one, or a logger that cannot start."""
     check(cfg)
+    check_loggers(cfg)
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path not in (None, LAST) and not Path(str(ckpt_path)).is_file():
         raise BadInput(f"ckpt_path={ckpt_path} is invalid: no such file; give a checkpoint file, or last")

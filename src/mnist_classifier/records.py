@@ -115,6 +115,15 @@ def named_overrides(lines: list[str], excluded: list[str]) -> dict[str, str]:
     return {override_key(line): line.split("=", 1)[1] for line in lines if override_key(line) not in excluded}
 
 
+LINKS_FILE = "trackers.json"  # where the trackers show a run (mnist_classifier.tracking writes it)
+
+
+def read_links(run_dir: Path) -> dict[str, str]:
+    """Where the trackers show a run, by tracker (an MLflow run's page); none if it logged to none."""
+    path = run_dir / LINKS_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def read_record(run_dir: Path) -> dict[str, Any] | None:
     """The record a job left in its run dir; None if it left none (killed, or still running)."""
     path = run_dir / JOB_RECORD

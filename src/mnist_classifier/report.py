@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 from omegaconf import OmegaConf
 
 from mnist_classifier.errors import ArgumentParser, BadInput, entry_point
-from mnist_classifier.records import sweep_records
+from mnist_classifier.records import read_links, sweep_records
 from mnist_classifier.selection import SELECTION_ATTR, Selection
 from mnist_classifier.studies import open_storage, shown_storage, sweep_study
 
@@ -51,6 +51,7 @@ class Job:
     metrics: dict[str, float] = field(default_factory=dict)
     wall_s: float | None = None
     run_dir: str = ""  # empty for a trial whose job has not ended
+    links: dict[str, str] = field(default_factory=dict)  # where trackers show it: {"mlflow": url}
 
     def ran_in(self, sweep_dir: Path) -> bool:
         """Whether the job ran in this sweep dir (not in another worker's)."""
@@ -60,7 +61,8 @@ class Job:
 def job_of(name: str, overrides: dict[str, str], record: dict[str, Any], run_dir: str) -> Job:
     """A job as its record (mnist_classifier.records) tells it."""
     metrics, wall_s = record.get("metrics") or {}, record.get("wall_s")
-    return Job(name, overrides, record["status"], record.get("error", ""), metrics, wall_s, run_dir)
+    links = read_links(Path(run_dir)) if run_dir else {}
+    return Job(name, overrides, record["status"], record.get("error", ""), metrics, wall_s, run_dir, links)
 
 
 def read_jobs(sweep_dir: Path, selection: Selection) -> list[Job]:
@@ -142,6 +144,7 @@ def mean_std(values: list[float]) -> str:
 def markdown(title: str, jobs: list[Job], selection: Selection) -> str:
     keys = swept_keys(jobs)
     best = f"best {selection.monitor}"
+    trackers = sorted({tracker for job in jobs for tracker in job.links})  # a column of links each
     counts = ", ".join(f"{sum(j.status == s for j in jobs)} {s}" for s in STATUS_ORDER)
     finished = [job for job in jobs if job.status == "finished"]
     lines = [
@@ -153,8 +156,10 @@ def markdown(title: str, jobs: list[Job], selection: Selection) -> str:
         f"Common overrides: `{' '.join(common_overrides(jobs)) or 'none'}`",
         f"Best: {_best(finished[0], selection) if finished else 'none finished'}",
         "",
-        "| " + " | ".join(["rank", "job", *keys, best, "test acc", "epochs", "wall s", "status"]) + " |",
-        "|" + " --- |" * (len(keys) + 7),
+        "| "
+        + " | ".join(["rank", "job", *keys, best, "test acc", "epochs", "wall s", "status", *trackers])
+        + " |",
+        "|" + " --- |" * (len(keys) + 7 + len(trackers)),
     ]
     for position, job in enumerate(jobs, start=1):
         values = [job.overrides.get(key, "") for key in keys]
@@ -165,6 +170,7 @@ def markdown(title: str, jobs: list[Job], selection: Selection) -> str:
             *values,
             *_metric_cells(job, selection),
             status.replace("|", "\\|"),
+            *(f"[run]({job.links[tracker]})" if tracker in job.links else "" for tracker in trackers),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     groups = seed_groups(jobs)

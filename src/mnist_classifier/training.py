@@ -22,7 +22,7 @@ from omegaconf import DictConfig, open_dict
 
 from mnist_classifier.checkpoints import InferenceRecord, check_same_model, load_checkpoint
 from mnist_classifier.config import check_targets, validate
-from mnist_classifier.dashboards.callbacks import log_hyperparameters, tensorboard_writers
+from mnist_classifier.dashboards.callbacks import tensorboard_writers
 from mnist_classifier.data import MNISTDataModule
 from mnist_classifier.errors import reading_input
 from mnist_classifier.hyperparameters import hyperparameters
@@ -30,6 +30,7 @@ from mnist_classifier.module import Classifier
 from mnist_classifier.resume import LAST_FILE, resume_point
 from mnist_classifier.selection import Selection
 from mnist_classifier.studies import raise_if_pruned
+from mnist_classifier.tracking import finish, log_files, log_results, record_links, tracker_commands
 
 log = logging.getLogger("mnist_classifier")
 
@@ -59,6 +60,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     selection = Selection.of(cfg)
     selecting = selecting_checkpoint(trainer, selection)
     results: dict[str, float] = {}
+    best, failed, commands = "", True, {}
     try:
         fit(trainer, classifier, datamodule, ckpt_path, run_dir)
         raise_if_pruned(trainer.callbacks)
@@ -74,9 +76,14 @@ def run(cfg: DictConfig) -> dict[str, float]:
         results["best_epoch"] = (
             torch.load(best, weights_only=True)["epoch"] + 1 if best else trainer.current_epoch
         )
-    finally:  # a pruned or failed run shows in the HParams tab too, with what it reached
+        failed = False
+    finally:  # a pruned or failed run shows in the trackers too, with what it reached
         results = results or reached(trainer)
-        log_hyperparameters(trainer, hyperparameters(cfg, hydra_cfg.runtime.choices), results)
+        log_results(trainer, hyperparameters(cfg, hydra_cfg.runtime.choices), results)
+        log_files(trainer, tracked_files(hydra_cfg, best))
+        record_links(trainer, run_dir)
+        commands = tracker_commands(trainer)  # asked of the trackers' runs while they are open
+        finish(trainer, failed)
 
     if trainer.is_global_zero:  # one summary for a data-parallel run, not one per process
         sweeping = hydra_cfg.mode == RunMode.MULTIRUN
@@ -93,8 +100,18 @@ def run(cfg: DictConfig) -> dict[str, float]:
             shown["dashboards"] = (
                 f"tensorboard --logdir {hydra_cfg.sweep.dir if sweeping else cfg.paths.log_dir}"
             )
+        shown |= commands
         summary(shown)
     return results
+
+
+def tracked_files(hydra_cfg: DictConfig, best: str) -> list[tuple[str, Path]]:
+    """What the trackers keep of a run, by folder: Hydra's record of its config and command line, and
+    the checkpoint it tested."""
+    config_dir = Path(hydra_cfg.runtime.output_dir, str(hydra_cfg.output_subdir))
+    files = [("config", config_dir / name) for name in ("config.yaml", "overrides.yaml")]
+    files = [(folder, path) for folder, path in files if path.is_file()]  # hydra.output_subdir=null: none
+    return files + ([("checkpoints", Path(best))] if best else [])
 
 
 def selecting_checkpoint(trainer: Trainer, selection: Selection) -> ModelCheckpoint | None:
@@ -206,6 +223,13 @@ def quiet_libraries() -> None:
         logging.getLogger("lightning").handlers.clear()
     # Lightning calls an API of torch.utils._pytree that torch deprecates: a note to its developers.
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    logging.getLogger("lightning.pytorch.loggers.mlflow").addFilter(not_experiment_creation)
+
+
+def not_experiment_creation(record: logging.LogRecord) -> bool:
+    """False for the MLflow logger's warning that it creates the experiment: each command is an
+    experiment of its own, so that is no news."""
+    return not record.getMessage().endswith("not found. Creating it.")
 
 
 EPOCH_METRICS = ("train/loss_step", "val/loss", "val/acc", "val/acc_best")

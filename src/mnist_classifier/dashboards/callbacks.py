@@ -1,10 +1,9 @@
 """What a run logs to TensorBoard beyond the curves: the Lightning callbacks that log what the model
-gets wrong and what it sees, and the HParams tab's entry when the run ends. Each writes to the
-run's TensorBoard loggers and does nothing without one. Images are drawn at most once per
-validation epoch; the per-batch work is a confusion-matrix update.
+gets wrong and what it sees (the HParams tab's entry is every tracker's: mnist_classifier.tracking).
+Each writes to the run's TensorBoard loggers and does nothing without one. Images are drawn at most
+once per validation epoch; the per-batch work is a confusion-matrix update.
 """
 
-from collections.abc import Mapping
 from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
@@ -147,16 +146,3 @@ class ParameterHistograms(Callback):
                 writer.add_histogram(f"weights/{name}", parameter, trainer.global_step)
                 if parameter.grad is not None:
                     writer.add_histogram(f"gradients/{name}", parameter.grad, trainer.global_step)
-
-
-PREFIX = "hparams/"  # the tags of the final values, apart from the curves they end
-
-
-def log_hyperparameters(trainer: Trainer, params: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
-    """Record the run's hyperparameters with its final metrics, in the run's own TensorBoard run
-    (`run_name="."`: SummaryWriter.add_hparams would make a sub-run otherwise). Written when the run
-    ends, so the table holds real values; SummaryWriter writes each value as a scalar too, so they
-    are tagged `hparams/<metric>`, not to add a point to the metric's own curve."""
-    values = {PREFIX + key: value for key, value in metrics.items() if value == value}  # NaN: not measured
-    for writer in tensorboard_writers(trainer):
-        writer.add_hparams(dict(params), values, run_name=".", global_step=trainer.global_step)

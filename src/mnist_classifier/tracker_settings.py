@@ -1,0 +1,134 @@
+"""What the trackers' settings follow from, and what is checked of them before a run starts.
+
+A command is one experiment: a single run's experiment is its run dir, a sweep's is its sweep dir
+(outputs/multiruns/<date>/<time>, or outputs/studies/<name>), named relative to `outputs/`; each job
+is a run named after its dir (`0_model=mlp`). The resolvers `${tracking_experiment:...}` and
+`${tracking_run:...}` give those names to conf/logger/, and `${mlflow_artifacts:...}` a local
+store's artifact folder. A logger whose package is not installed, an
+MLflow store that cannot be written or a server that does not answer, and W&B online without a key
+are refused in one line (BadInput). Imports neither torch nor the trackers: a refusal answers fast.
+"""
+
+import importlib.util
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from mnist_classifier.errors import BadInput
+
+# A tracker's Lightning logger -> the package it needs and the extra of ours that installs it.
+TRACKER_PACKAGES = {
+    "lightning.pytorch.loggers.MLFlowLogger": ("mlflow", "mlflow"),
+    "lightning.pytorch.loggers.WandbLogger": ("wandb", "wandb"),
+}
+SERVER_TIMEOUT_S = 5
+FILE_STORE_OPT_IN = "MLFLOW_ALLOW_FILE_STORE"  # MLflow refuses a folder store without it
+MLFLOW_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default
+
+
+def tracking_experiment(output_dir: str, log_dir: str) -> str:
+    """The experiment of this command: the sweep dir for a job of a sweep, else the run dir; relative
+    to the log dir where it is under it."""
+    folder = Path(output_dir)
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        folder = folder.parent
+    try:
+        return folder.relative_to(log_dir).as_posix()
+    except ValueError:
+        return folder.as_posix()
+
+
+def tracking_run(output_dir: str) -> str:
+    """A run's name in its experiment: its dir's name (a sweep job's number and overrides)."""
+    return Path(output_dir).name
+
+
+OmegaConf.register_new_resolver("tracking_experiment", tracking_experiment, replace=True)
+OmegaConf.register_new_resolver("tracking_run", tracking_run, replace=True)
+
+
+def mlflow_artifacts(tracking_uri: str) -> str | None:
+    """Where a new experiment of a local MLflow store keeps its files: `mlartifacts/` beside the
+    store; None (the server's choice) for a server."""
+    if tracking_uri.startswith("sqlite:///"):
+        return str(Path(tracking_uri.removeprefix("sqlite:///")).parent / "mlartifacts")
+    return None
+
+
+OmegaConf.register_new_resolver("mlflow_artifacts", mlflow_artifacts, replace=True)
+
+
+def check_loggers(cfg: DictConfig) -> None:
+    """Raise BadInput for a logger that cannot start: its package missing, its store or server out of
+    reach, or W&B online without a key."""
+    for name, logger in (cfg.get("logger") or {}).items():
+        if logger is None:
+            continue
+        target = logger.get("_target_")
+        if target in TRACKER_PACKAGES:
+            package, extra = TRACKER_PACKAGES[target]
+            if importlib.util.find_spec(package) is None:
+                raise BadInput(
+                    f"logger={name} is invalid: {package} is not installed; pip install -e '.[{extra}]'"
+                )
+        if target == "lightning.pytorch.loggers.MLFlowLogger":
+            check_mlflow_store(f"logger.{name}.tracking_uri", str(logger.tracking_uri))
+        if target == "lightning.pytorch.loggers.WandbLogger" and not logger.get("offline", False):
+            check_wandb_key(f"logger.{name}.offline")
+
+
+def check_mlflow_store(key: str, uri: str) -> None:
+    """An MLflow tracking URI: a server that answers its health check, or a SQLite file that can be
+    made; other stores (a database server, Databricks) are MLflow's to reach."""
+    if uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=SERVER_TIMEOUT_S):
+                return
+        except (urllib.error.URLError, OSError, ValueError) as error:
+            reason = getattr(error, "reason", error)
+            raise BadInput(
+                f"{key}={uri} is invalid: no MLflow server answers there ({reason}); start one "
+                "(mlflow server) or give a local store, sqlite:///PATH/mlflow.db"
+            ) from error
+    elif uri.startswith("sqlite:///"):
+        path = Path(uri.removeprefix("sqlite:///"))
+        if not writable_folder(path.parent):
+            raise BadInput(
+                f"{key}={uri} is invalid: {path.parent} cannot be made or written; give a store in a "
+                "folder of yours, sqlite:///PATH/mlflow.db"
+            )
+    elif (uri.startswith("file:") or "://" not in uri) and os.environ.get(FILE_STORE_OPT_IN) != "true":
+        raise BadInput(
+            f"{key}={uri} is invalid: MLflow no longer keeps runs in plain folders; give "
+            "sqlite:///PATH/mlflow.db or a server's http(s):// address"
+        )
+
+
+def check_wandb_key(key: str) -> None:
+    """W&B online needs an API key: WANDB_API_KEY, or one `wandb login` stored in ~/.netrc."""
+    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    if os.environ.get("WANDB_API_KEY") or (netrc.is_file() and "api.wandb.ai" in netrc.read_text()):
+        return
+    raise BadInput(
+        f"{key}=false is invalid without a W&B API key: set WANDB_API_KEY or run wandb login; or "
+        "keep the run offline (the default) and upload it later with wandb sync"
+    )
+
+
+def writable_folder(folder: Path) -> bool:
+    """Whether the folder exists and can be written, or could be made in its nearest existing one."""
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    return existing.is_dir() and os.access(existing, os.W_OK | os.X_OK)
+
+
+def mlflow_link(tracking_uri: str, experiment_id: str, run_id: str) -> str:
+    """The address of a run's page: on its server, or where `mlflow ui` serves a local store."""
+    base = tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else MLFLOW_UI
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
