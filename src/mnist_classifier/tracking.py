@@ -82,12 +82,17 @@ def record_links(trainer: Trainer, run_dir: Path) -> None:
 
 
 def tracker_commands(trainer: Trainer) -> dict[str, str]:
-    """The commands that show the run in its trackers, for the run's summary: MLflow's UI on a local
-    store, W&B's upload of an offline run."""
+    """Where the run shows in its trackers, for the run's summary: MLflow's UI on a local store (the
+    run's page on a server), W&B's upload of an offline run."""
     commands = {}
     for logger in _rank_zero(trainer):
-        if isinstance(logger, MLFlowLogger) and logger.experiment.tracking_uri.startswith("sqlite:"):
-            commands["mlflow"] = f"mlflow ui --backend-store-uri {logger.experiment.tracking_uri}"
+        if isinstance(logger, MLFlowLogger):
+            uri = logger.experiment.tracking_uri
+            commands["mlflow"] = (
+                f"mlflow ui --backend-store-uri {uri}"
+                if uri.startswith("sqlite:")
+                else mlflow_link(uri, logger.experiment_id, logger.run_id)
+            )
         elif isinstance(logger, WandbLogger) and logger.experiment.offline:
             commands["wandb"] = f"wandb sync {Path(logger.experiment.dir).parent}"
     return commands
