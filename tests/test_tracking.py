@@ -18,12 +18,15 @@ from pathlib import Path
 
 import lightning as L
 import pytest
+from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 from playwright.sync_api import sync_playwright
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
+from mnist_classifier.config import preflight
+from mnist_classifier.errors import BadInput
 from mnist_classifier.tracker_settings import tracking_experiment, tracking_run
 from mnist_classifier.tracking import log_results
 
@@ -99,21 +102,57 @@ def test_a_command_is_an_experiment_and_each_job_a_run_named_after_its_dir(compo
     assert cfg.logger.mlflow.artifact_location == f"{log_dir}/mlartifacts"
 
 
+@pytest.mark.parametrize("tracker", ["mlflow", "wandb"])
+def test_a_tracker_not_installed_is_refused_before_the_run_naming_its_extra(
+    tracker: str, tiny_mnist: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, tracker, None)  # Python's mark of a module that cannot be imported
+    with pytest.raises(BadInput) as refused:
+        preflight([f"logger={tracker}", f"data.data_dir={tiny_mnist}"])
+    assert (
+        str(refused.value)
+        == f"logger={tracker} is invalid: {tracker} is not installed; pip install -e '.[{tracker}]'"
+    )
+
+
 @dataclass
-class TrackedRun:
-    run_dir: Path
-    output: str
+class TrackedSweep:
+    """A grid of 4 jobs (LeNet and the MLP, seeds 1 and 2), 2 at a time in 2 processes that run 2
+    jobs each, logging to TensorBoard, MLflow (one local store) and W&B at once."""
+
+    outputs: Path
+    output: str  # what the sweep printed: each job's summary, in job order
+
+    @property
+    def sweep_dir(self) -> Path:
+        return self.outputs / "multiruns" / "grid"
+
+    @property
+    def job_dirs(self) -> list[Path]:
+        return sorted(path for path in self.sweep_dir.iterdir() if path.is_dir())
+
+    @property
+    def run_dir(self) -> Path:  # the first job's, which the tests read as one run
+        return self.job_dirs[0]
+
+    @property
+    def log(self) -> str:  # what the first job printed
+        return (self.run_dir / "train.log").read_text()
 
     @property
     def store(self) -> str:
-        return f"sqlite:///{self.run_dir.parent}/mlflow.db"
+        return f"sqlite:///{self.outputs}/mlflow.db"
 
     @cached_property
-    def mlflow_run(self):
+    def mlflow_runs(self) -> dict[str, Run]:
         client = MlflowClient(self.store)
         (experiment,) = [e for e in client.search_experiments() if e.name != "Default"]
-        (run,) = client.search_runs([experiment.experiment_id])
-        return run
+        assert experiment.name == "multiruns/grid"
+        return {run.info.run_name: run for run in client.search_runs([experiment.experiment_id])}
+
+    @property
+    def mlflow_run(self) -> Run:
+        return self.mlflow_runs[self.run_dir.name]
 
     @property
     def best(self) -> Path:
@@ -126,35 +165,31 @@ class TrackedRun:
 
 
 @pytest.fixture(scope="module")
-def tracked_run(tiny_mnist: Path, tmp_path_factory: pytest.TempPathFactory) -> TrackedRun:
-    """One train.py run logging to TensorBoard, MLflow and W&B at once, its outputs/ in a temp dir."""
+def tracked_run(tiny_mnist: Path, tmp_path_factory: pytest.TempPathFactory) -> TrackedSweep:
+    """One sweep as a user starts it, its outputs/ in a temp dir."""
     outputs = tmp_path_factory.mktemp("tracked") / "outputs"
     done = run_script(
-        "train.py",
-        *TINY_RUN,
-        "logger=[tensorboard,mlflow,wandb]",
-        f"paths.log_dir={outputs}",
-        f"hydra.run.dir={outputs}/run",
-        data_dir=tiny_mnist,
-        cwd=outputs.parent,
-        measured=True,
-    )
+        "train.py", "-m", *TINY_RUN, "logger=[tensorboard,mlflow,wandb]", "model=lenet,mlp", "seed=1,2",
+        "hydra/launcher=parallel", "hydra.launcher.n_jobs=2",
+        f"paths.log_dir={outputs}", f"hydra.sweep.dir={outputs}/multiruns/grid",
+        data_dir=tiny_mnist, cwd=outputs.parent, measured=True,
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    return TrackedRun(outputs / "run", done.stdout + done.stderr)
+    return TrackedSweep(outputs, done.stdout + done.stderr)
 
 
 @pytest.mark.slow
 def test_mlflow_holds_the_runs_settings_results_curves_checkpoint_and_config(
-    tracked_run: TrackedRun, tmp_path: Path
+    tracked_run: TrackedSweep, tmp_path: Path
 ) -> None:
     run, client = tracked_run.mlflow_run, MlflowClient(tracked_run.store)
     params, composed = run.data.params, tracked_run.config
     assert params["model"] == "lenet" and float(params["optimizer.lr"]) == composed.optimizer.lr
     assert float(params["optimizer.momentum"]) == composed.optimizer.momentum
-    assert run.info.run_name == "run" and run.info.status == "FINISHED"
+    assert run.info.status == "FINISHED"
     # The results: the summary's, and TensorBoard's record of the same values.
     test_acc = run.data.metrics["test/acc"]
-    assert test_acc == pytest.approx(summary_value(tracked_run.output, "test accuracy"), abs=5e-5)
+    assert test_acc == pytest.approx(summary_value(tracked_run.log, "test accuracy"), abs=5e-5)
     assert test_acc == pytest.approx(scalars(tracked_run.run_dir, "test/acc")[-1][1], rel=1e-6)
     assert run.data.metrics["hparams/test/acc"] == test_acc
     # The curves, step by step, as TensorBoard has them.
@@ -167,7 +202,7 @@ def test_mlflow_holds_the_runs_settings_results_curves_checkpoint_and_config(
     assert copy.name == tracked_run.best.name and sha256(copy) == sha256(tracked_run.best)
     config_copy = Path(client.download_artifacts(run.info.run_id, "config/config.yaml", str(tmp_path)))
     assert config_copy.read_text() == (tracked_run.run_dir / ".hydra" / "config.yaml").read_text()
-    assert f"mlflow ui --backend-store-uri {tracked_run.store}" in tracked_run.output
+    assert f"mlflow ui --backend-store-uri {tracked_run.store}" in tracked_run.log
 
 
 def wandb_inspect(run_files: Path, *args: str) -> str:
@@ -180,11 +215,12 @@ def wandb_inspect(run_files: Path, *args: str) -> str:
 
 @pytest.mark.slow
 def test_wandb_offline_run_files_hold_the_runs_settings_results_curves_and_checkpoint(
-    tracked_run: TrackedRun,
+    tracked_run: TrackedSweep,
 ) -> None:
     (offline,) = (tracked_run.run_dir / "wandb").glob("offline-run-*")
     state = json.loads(wandb_inspect(offline, "--summary", "--json"))
-    assert state["state"] == "finished" and state["name"] == "run" and state["project"] == "mnist_classifier"
+    assert state["state"] == "finished" and state["name"] == tracked_run.run_dir.name
+    assert state["project"] == "mnist_classifier"
     assert state["config"]["model"] == "lenet"
     assert state["config"]["optimizer.lr"] == tracked_run.config.optimizer.lr
     test_acc = state["summary"]["test/acc"]
@@ -198,32 +234,26 @@ def test_wandb_offline_run_files_hold_the_runs_settings_results_curves_and_check
     assert_same_curve(history, scalars(tracked_run.run_dir, "train/loss_step"))
     saved = offline / "files" / "checkpoints" / tracked_run.best.name
     assert sha256(saved) == sha256(tracked_run.best)
-    assert f"wandb sync {tracked_run.run_dir / 'wandb'}" in tracked_run.output
+    assert f"wandb sync {tracked_run.run_dir / 'wandb'}" in tracked_run.log
 
 
 @pytest.mark.slow
 def test_a_grid_is_one_experiment_with_a_run_per_job_and_its_report_links_them(
-    tiny_mnist: Path, tmp_path: Path
+    tracked_run: TrackedSweep,
 ) -> None:
-    outputs = tmp_path / "outputs"
-    done = run_script(
-        "train.py", "-m", *TINY_RUN, "trainer.max_epochs=1", "logger=mlflow", "model=lenet,mlp",
-        f"paths.log_dir={outputs}", f"hydra.sweep.dir={outputs}/multiruns/grid",
-        data_dir=tiny_mnist, cwd=tmp_path, measured=True,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    client = MlflowClient(f"sqlite:///{outputs}/mlflow.db")
-    (experiment,) = [e for e in client.search_experiments() if e.name != "Default"]
-    assert experiment.name == "multiruns/grid"
-    runs = {run.info.run_name: run for run in client.search_runs([experiment.experiment_id])}
-    job_dirs = sorted(path.name for path in (outputs / "multiruns" / "grid").iterdir() if path.is_dir())
-    assert sorted(runs) == job_dirs and len(job_dirs) == 2
-    assert [runs[name].data.params["model"] for name in job_dirs] == ["lenet", "mlp"]
-    report = (outputs / "multiruns" / "grid" / "report.md").read_text()
+    runs = tracked_run.mlflow_runs
+    assert sorted(runs) == [path.name for path in tracked_run.job_dirs] and len(runs) == 4
+    models = [runs[path.name].data.params["model"] for path in tracked_run.job_dirs]
+    assert models == ["lenet", "lenet", "mlp", "mlp"]
+    report = (tracked_run.sweep_dir / "report.md").read_text()
     for run in runs.values():
-        link = f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}"
+        link = f"http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
         (row,) = [line for line in report.splitlines() if link in line]
         assert f"| {run.info.run_name.split('_')[0]} |" in row
+    # Each job is a W&B run of its own: a process's first job's run was finished, not taken over.
+    names = [json.loads(wandb_inspect(job / "wandb" / "latest-run", "--summary", "--json"))["name"]
+             for job in tracked_run.job_dirs]  # fmt: skip
+    assert names == [path.name for path in tracked_run.job_dirs]
 
 
 def free_port() -> int:
@@ -235,7 +265,7 @@ def free_port() -> int:
 @pytest.mark.slow
 @pytest.mark.timeout(SERVER_SECONDS + 180)
 def test_mlflow_ui_shows_the_run_through_its_api_and_its_page(
-    tracked_run: TrackedRun, tmp_path: Path
+    tracked_run: TrackedSweep, tmp_path: Path
 ) -> None:
     chromium = shutil.which("chromium")
     assert chromium is not None, "chromium is not installed: make system (or apt-get install -y chromium)"

@@ -9,10 +9,13 @@ MLflow store that cannot be written or a server that does not answer, and W&B on
 are refused in one line (BadInput). Imports neither torch nor the trackers: a refusal answers fast.
 """
 
+import fcntl
 import importlib.util
 import os
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
@@ -21,9 +24,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnist_classifier.errors import BadInput
 
+MLFLOW_LOGGER = "lightning.pytorch.loggers.MLFlowLogger"
 # A tracker's Lightning logger -> the package it needs and the extra of ours that installs it.
 TRACKER_PACKAGES = {
-    "lightning.pytorch.loggers.MLFlowLogger": ("mlflow", "mlflow"),
+    MLFLOW_LOGGER: ("mlflow", "mlflow"),
     "lightning.pytorch.loggers.WandbLogger": ("wandb", "wandb"),
 }
 SERVER_TIMEOUT_S = 5
@@ -63,6 +67,24 @@ def mlflow_artifacts(tracking_uri: str) -> str | None:
 OmegaConf.register_new_resolver("mlflow_artifacts", mlflow_artifacts, replace=True)
 
 
+@contextmanager
+def local_stores_locked(cfg: DictConfig) -> Iterator[None]:
+    """Hold the lock of each local MLflow store the run logs to (a file beside it) while the loggers
+    are built and open their runs: a store's first use makes its tables, and a command's first run
+    makes its experiment, which the jobs of a parallel sweep would otherwise race to make."""
+    with ExitStack() as held:
+        for logger in (cfg.get("logger") or {}).values():
+            if logger is None or logger.get("_target_") != MLFLOW_LOGGER:
+                continue
+            uri = str(logger.tracking_uri)
+            if uri.startswith("sqlite:///"):
+                store = Path(uri.removeprefix("sqlite:///"))
+                store.parent.mkdir(parents=True, exist_ok=True)
+                lock = held.enter_context(open(f"{store}.lock", "a"))
+                fcntl.flock(lock, fcntl.LOCK_EX)  # released as the file closes
+        yield
+
+
 def check_loggers(cfg: DictConfig) -> None:
     """Raise BadInput for a logger that cannot start: its package missing, its store or server out of
     reach, or W&B online without a key."""
@@ -76,7 +98,7 @@ def check_loggers(cfg: DictConfig) -> None:
                 raise BadInput(
                     f"logger={name} is invalid: {package} is not installed; pip install -e '.[{extra}]'"
                 )
-        if target == "lightning.pytorch.loggers.MLFlowLogger":
+        if target == MLFLOW_LOGGER:
             check_mlflow_store(f"logger.{name}.tracking_uri", str(logger.tracking_uri))
         if target == "lightning.pytorch.loggers.WandbLogger" and not logger.get("offline", False):
             check_wandb_key(f"logger.{name}.offline")

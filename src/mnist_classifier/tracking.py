@@ -22,6 +22,14 @@ from mnist_classifier.tracker_settings import mlflow_link
 PREFIX = "hparams/"  # the tags of the final values, apart from the curves they end
 
 
+def open_runs(loggers: list[Logger]) -> None:
+    """Make each tracker's experiment and run now, while the store's lock is held
+    (tracker_settings.local_stores_locked), not when the first metric is logged."""
+    for logger in loggers:
+        if isinstance(logger, MLFlowLogger):
+            logger.experiment  # noqa: B018 (the property makes them)
+
+
 def log_results(trainer: Trainer, params: Mapping[str, Any], results: Mapping[str, float]) -> None:
     """Record the run's hyperparameters with its final results, tagged `hparams/<metric>` so as not to
     add a point to the metric's own curve. Written when the run ends, so that they are real values;

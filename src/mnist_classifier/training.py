@@ -30,7 +30,15 @@ from mnist_classifier.module import Classifier
 from mnist_classifier.resume import LAST_FILE, resume_point
 from mnist_classifier.selection import Selection
 from mnist_classifier.studies import raise_if_pruned
-from mnist_classifier.tracking import finish, log_files, log_results, record_links, tracker_commands
+from mnist_classifier.tracker_settings import local_stores_locked
+from mnist_classifier.tracking import (
+    finish,
+    log_files,
+    log_results,
+    open_runs,
+    record_links,
+    tracker_commands,
+)
 
 log = logging.getLogger("mnist_classifier")
 
@@ -196,7 +204,10 @@ def build(cfg: DictConfig, resume_from: Path | None = None) -> tuple[MNISTDataMo
             check_same_model(load_checkpoint(resume_from), classifier, resume_from)
         datamodule.prepare_data()
         datamodule.setup("fit")
-        loggers, callbacks = instantiate_all(cfg.get("logger")), instantiate_all(cfg.get("callbacks"))
+        with local_stores_locked(cfg):
+            loggers = instantiate_all(cfg.get("logger"))
+            open_runs(loggers)
+        callbacks = instantiate_all(cfg.get("callbacks"))
     if not loggers:  # `~logger`: the learning-rate monitor would refuse to start, with nothing to log to
         callbacks = [callback for callback in callbacks if not isinstance(callback, LearningRateMonitor)]
     terminal = sys.stderr.isatty()
@@ -220,7 +231,11 @@ def quiet_libraries() -> None:
     if logging.getLogger().handlers:
         # The `lightning` package gives its logger a console handler of its own, besides passing
         # records on to the root logger's (Hydra's console and run log): each line would show twice.
-        logging.getLogger("lightning").handlers.clear()
+        # Imported before the root logger had handlers (a run started from Python), its `pytorch`
+        # and `fabric` loggers keep theirs and pass nothing on: their lines would miss train.log.
+        for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+            logging.getLogger(name).handlers.clear()
+            logging.getLogger(name).propagate = True
     # Lightning calls an API of torch.utils._pytree that torch deprecates: a note to its developers.
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
     logging.getLogger("lightning.pytorch.loggers.mlflow").addFilter(not_experiment_creation)
