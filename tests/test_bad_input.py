@@ -138,6 +138,22 @@ CASES: list[tuple[str, Callable, Callable[[Context], list[str]], str]] = [
     ("export format", command("export.py"), lambda c: [str(c.run.best), "--formats", "pdf"], "export.py: argument --formats: invalid choice: 'pdf'"),
     ("export file", command("export.py"), lambda c: [str(c.file("notes.ckpt", b"notes"))], "{tmp}/notes.ckpt is invalid: not a checkpoint"),
     ("report", lambda c, *argv: report.main(list(argv)), lambda c: [str(c.tmp)], "{tmp} is invalid: it holds no sweep (no multirun.yaml"),
+    # train.py tune=lr_find: its settings, and what Lightning's range test cannot run with
+    ("tune rates", train, lambda c: ["tune=lr_find", "tune.max_lr=1e-6"], "tune.max_lr=1e-06 is invalid with tune.min_lr=1e-05: the test raises the rate from min_lr to max_lr; give a larger max_lr"),
+    ("tune steps", train, lambda c: ["tune=lr_find", "tune.num_training=10"], "tune.num_training=10 is invalid: an integer >= 20"),
+    ("tune mode", train, lambda c: ["tune=lr_find", "tune.mode=cubic"], "tune.mode=cubic is invalid: one of exponential, linear"),
+    ("tune with -m", train, lambda c: ["-m", "tune=lr_find"], "tune=lr_find is invalid with -m: the range test is one run; run it once without -m"),
+    ("tune ddp", train, lambda c: ["tune=lr_find", "trainer=ddp"], "tune=lr_find is invalid with trainer.strategy=ddp: Lightning's range test runs in one process on one device; use trainer=default"),
+    ("tune devices", train, lambda c: ["tune=lr_find", "trainer.devices=2"], "tune=lr_find is invalid with trainer.devices=2: Lightning's range test runs in one process on one device; give 1"),
+    ("tune nodes", train, lambda c: ["tune=lr_find", "+trainer.num_nodes=2"], "tune=lr_find is invalid with trainer.num_nodes=2: Lightning's range test runs in one process on one device; give 1"),
+    ("tune fast_dev_run", train, lambda c: ["tune=lr_find", "debug=fast"], "tune=lr_find is invalid with trainer.fast_dev_run=5: Lightning skips the range test in a fast_dev_run; drop debug=fast"),
+    ("tune resume", train, lambda c: ["tune=lr_find", "ckpt_path=last"], "tune=lr_find is invalid with ckpt_path=last: the range test starts from the config's fresh weights; drop ckpt_path"),
+    # train.py logger=...: a tracker that cannot start (tests/test_tracking.py: one not installed)
+    ("logger unknown", train, lambda c: ["logger=comet"], "logger=comet is invalid: choose one of csv, mlflow, tensorboard, tensorboard_csv, wandb"),
+    ("mlflow no server", train, lambda c: ["logger=mlflow", "logger.mlflow.tracking_uri=http://127.0.0.1:9"], "logger.mlflow.tracking_uri=http://127.0.0.1:9 is invalid: no MLflow server answers there ([Errno 111] Connection refused); start one (mlflow server) or give a local store, sqlite:///PATH/mlflow.db"),
+    ("mlflow store", train, lambda c: ["logger=mlflow", f"logger.mlflow.tracking_uri=sqlite:///{c.file('a_file', b'')}/mlflow.db"], "logger.mlflow.tracking_uri=sqlite:///{tmp}/a_file/mlflow.db is invalid: {tmp}/a_file cannot be made or written; give a store in a folder of yours, sqlite:///PATH/mlflow.db"),
+    ("mlflow folder", train, lambda c: ["logger=mlflow", f"logger.mlflow.tracking_uri=file:{c.tmp}/mlruns"], "logger.mlflow.tracking_uri=file:{tmp}/mlruns is invalid: MLflow no longer keeps runs in plain folders; give sqlite:///PATH/mlflow.db or a server's http(s):// address"),
+    ("wandb online", train, lambda c: ["logger=wandb", "logger.wandb.offline=false"], "logger.wandb.offline=false is invalid without a W&B API key: set WANDB_API_KEY or run wandb login"),
 ]  # fmt: skip
 
 

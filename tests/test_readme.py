@@ -132,13 +132,23 @@ def check_train(argv: list[str], folder: Path, output: str) -> None:
     elif "-m" in argv:  # each job a run dir, and the sweep's report in its dir
         report = newest(folder / "outputs", "*/**/report.md")
         assert report.read_text() in output and len(list(report.parent.glob("*/.hydra"))) >= 2
+    elif "tune=lr_find" in argv:  # a range test: its suggestion, not a run's summary
+        for line in ("suggested rate:", "swept:", "use it:", "plot:"):
+            assert line in output, line
     else:
         for line in ("best val accuracy:", "best epoch:", "test accuracy:", "checkpoint:", "run dir:"):
             assert line in output, line
         checkpoint = output.split("checkpoint:", 1)[1].split()[0]
-        assert (checkpoint == "none:") if "debug=fast" in argv else Path(checkpoint).is_file()
+        keeps_none = {"debug=fast", "debug=profile"} & set(argv)
+        assert (checkpoint == "none:") if keeps_none else Path(checkpoint).is_file()
         if any(arg.startswith("ckpt_path=") for arg in argv):
             assert "resuming from " in output
+        if "debug=profile" in argv:  # the table, kept in the run's log (tests/test_profile.py: the rest)
+            log = (Path(output.split("run dir:", 1)[1].split()[0]) / "train.log").read_text()
+            assert "FIT Profiler Report" in log
+        for tracker, shown in (("mlflow", "mlflow ui --backend-store-uri"), ("wandb", "wandb sync")):
+            if any(arg.startswith("logger=") and tracker in arg for arg in argv):
+                assert shown in output, tracker
 
 
 def check_predict(argv: list[str], folder: Path, output: str) -> None:

@@ -35,7 +35,7 @@ from mnist_classifier.overrides import (
     override_key,
     values_of,
 )
-from mnist_classifier.schema import check
+from mnist_classifier.schema import check, shown
 from mnist_classifier.tracker_settings import check_loggers
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -157,6 +157,8 @@ def preflight(argv: list[str], config_name: str = "train") -> None:
         [override.input_line for override in parsed if not override.is_sweep_override()], config_name
     )
     validate(cfg)
+    if tune := cfg.hydra.runtime.choices.get("tune"):
+        refuse_tuning(cfg, tune, sweeping)
     if not sweeping:
         if study := cfg.hydra.runtime.choices.get("hparams_search"):
             raise BadInput(
@@ -176,6 +178,42 @@ def preflight(argv: list[str], config_name: str = "train") -> None:
         for value in values_of(override):
             if value != first_value(override):
                 validate(_with_value(first, job, parser.parse_override(value), config_name))
+
+
+# The Trainer's arguments that spread a run over devices, with what they are when not given.
+ONE_DEVICE = {"strategy": "auto", "devices": "auto", "num_nodes": 1}
+
+
+def refuse_tuning(cfg: DictConfig, tune: str, sweeping: bool) -> None:
+    """BadInput where Lightning's range test cannot run: it is one run in one process on one device,
+    from the config's fresh weights, and Lightning skips it in a fast_dev_run."""
+    trainer = cfg.trainer
+    strategy, devices, nodes = (trainer.get(key, default) for key, default in ONE_DEVICE.items())
+    fast_dev_run, ckpt_path = trainer.get("fast_dev_run"), cfg.get("ckpt_path")
+    one_device = "Lightning's range test runs in one process on one device"
+    refusals = [
+        (sweeping, "-m", "the range test is one run; run it once without -m"),
+        (
+            strategy not in ("auto", "single_device"),
+            f"trainer.strategy={shown(strategy)}",
+            f"{one_device}; use trainer=default",
+        ),
+        (devices not in (1, "auto"), f"trainer.devices={shown(devices)}", f"{one_device}; give 1"),
+        (nodes != 1, f"trainer.num_nodes={shown(nodes)}", f"{one_device}; give 1"),
+        (
+            bool(fast_dev_run),
+            f"trainer.fast_dev_run={shown(fast_dev_run)}",
+            "Lightning skips the range test in a fast_dev_run; drop debug=fast",
+        ),
+        (
+            ckpt_path is not None,
+            f"ckpt_path={ckpt_path}",
+            "the range test starts from the config's fresh weights; drop ckpt_path",
+        ),
+    ]
+    for refused, setting, why in refusals:
+        if refused:
+            raise BadInput(f"tune={tune} is invalid with {setting}: {why}")
 
 
 def _with_value(first: DictConfig, job: list[str], value: Override, config_name: str) -> DictConfig:

@@ -176,6 +176,28 @@ class Logger(Section):
     tensorboard: TensorBoard | None = None
 
 
+class Tune(Section):
+    """tune=lr_find: Lightning's learning-rate range test (Tuner.lr_find)."""
+
+    min_lr: rule(float, "the rate of the first step", gt=0) = None
+    max_lr: rule(float, "the rate of the last step", gt=0) = None
+    # Lightning's suggestion skips the first 10 steps and the last: fewer would leave nothing to judge.
+    num_training: rule(int, "steps, each at a higher rate", ge=20) = None
+    mode: rule(Literal["exponential", "linear"], "how the rate grows from step to step") = None
+    early_stop_threshold: rule(
+        float | None, "stop once the smoothed loss passes this multiple of its lowest; null: never", gt=1
+    ) = None
+
+    @model_validator(mode="after")
+    def rates_rise(self) -> "Tune":
+        if self.min_lr is not None and self.max_lr is not None and self.max_lr <= self.min_lr:
+            refuse(
+                f"tune.max_lr={shown(self.max_lr)} is invalid with tune.min_lr={shown(self.min_lr)}: the "
+                "test raises the rate from min_lr to max_lr; give a larger max_lr"
+            )
+        return self
+
+
 class Sweeper(Section):
     n_trials: rule(int, "the study's trials, over every worker", ge=1) = None
     n_jobs: rule(int, "trials at a time in this worker", ge=1) = None
@@ -208,6 +230,7 @@ class Config(Section):
     trainer: Trainer = None
     callbacks: Callbacks | None = None
     logger: Logger | None = None
+    tune: Tune | None = None
     hydra: Hydra = None
 
     @model_validator(mode="after")
