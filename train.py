@@ -21,7 +21,7 @@ from mnist_classifier.errors import failure_policy
 def main(cfg: DictConfig) -> dict[str, float]:
     """Returns the run's results, which sweeps rank and optimise (mnist_classifier.training)."""
     with failure_policy(in_sweep=HydraConfig.get().mode == RunMode.MULTIRUN):
-        if cfg.get("tune"):  # tune=lr_find: a learning-rate range test instead of training
+        if HydraConfig.get().runtime.choices.get("tune"):  # tune=lr_find: a range test instead of training
             from mnist_classifier.lr_find import find_lr
 
             return find_lr(cfg)

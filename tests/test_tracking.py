@@ -20,7 +20,7 @@ import lightning as L
 import pytest
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from playwright.sync_api import sync_playwright
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
@@ -28,9 +28,9 @@ from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 from mnist_classifier.config import preflight
 from mnist_classifier.errors import BadInput
 from mnist_classifier.tracker_settings import tracking_experiment, tracking_run
-from mnist_classifier.tracking import log_results
+from mnist_classifier.tracking import finish, log_results
 
-from .conftest import TINY_RUN, run_script, user_environment, wait_for
+from .conftest import TINY_RUN, TrainedRun, run_script, user_environment, wait_for
 from .test_serve import CHROMIUM_FLAGS
 
 # MLflow's client, in this process, runs a query option that SQLAlchemy deprecates: a note to MLflow.
@@ -78,12 +78,22 @@ def test_hparams_hold_the_runs_settings_beside_its_final_metrics(tmp_path: Path)
     assert accumulator.Tags()["scalars"] == ["hparams/test/acc"]  # NaN: not measured, not shown
 
 
+def test_a_run_that_measured_nothing_still_shows_its_settings_in_hparams(tmp_path: Path) -> None:
+    logger = L.pytorch.loggers.TensorBoardLogger(tmp_path, name="", version="", default_hp_metric=False)
+    trainer = L.Trainer(logger=logger, accelerator="cpu")
+    log_results(trainer, {"model": "mlp"}, {"test/acc": float("nan")})  # failed before it validated
+    logger.experiment.flush()
+    content = events(tmp_path).PluginTagToContent("hparams")
+    hparams = HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info.hparams
+    assert hparams["model"].string_value == "mlp"
+
+
 def test_any_logger_gets_the_settings_and_results_through_the_logger_api(tmp_path: Path) -> None:
     # The CSV logger stands for a tracker of the user's own: nothing in the package knows it.
     logger = L.pytorch.loggers.CSVLogger(tmp_path, name="", version="")
     trainer = L.Trainer(logger=logger, accelerator="cpu")
     log_results(trainer, {"model": "mlp", "optimizer.lr": 0.5}, {"test/acc": 0.25, "val/loss": float("nan")})
-    logger.save()
+    finish(trainer, failed=False)  # as a run ends
     assert (tmp_path / "hparams.yaml").read_text().splitlines() == ["model: mlp", "optimizer.lr: 0.5"]
     with open(tmp_path / "metrics.csv") as file:
         rows = list(csv.DictReader(file))
@@ -156,12 +166,11 @@ class TrackedSweep:
 
     @property
     def best(self) -> Path:
-        (checkpoint,) = (self.run_dir / "checkpoints").glob("epoch*.ckpt")
-        return checkpoint
+        return TrainedRun(self.run_dir, self.log).best
 
     @property
     def config(self) -> DictConfig:
-        return OmegaConf.load(self.run_dir / ".hydra" / "config.yaml")
+        return TrainedRun(self.run_dir, self.log).config
 
 
 @pytest.fixture(scope="module")
@@ -234,7 +243,7 @@ def test_wandb_offline_run_files_hold_the_runs_settings_results_curves_and_check
     assert_same_curve(history, scalars(tracked_run.run_dir, "train/loss_step"))
     saved = offline / "files" / "checkpoints" / tracked_run.best.name
     assert sha256(saved) == sha256(tracked_run.best)
-    assert f"wandb sync {tracked_run.run_dir / 'wandb'}" in tracked_run.log
+    assert re.search(rf"wandb:\s+wandb sync {re.escape(str(offline))}\n", tracked_run.log)
 
 
 @pytest.mark.slow

@@ -20,9 +20,8 @@ from lightning.pytorch.tuner import Tuner
 from matplotlib import pyplot
 from omegaconf import DictConfig, open_dict
 
-from mnist_classifier.dashboards.callbacks import tensorboard_writers
 from mnist_classifier.overrides import override_key
-from mnist_classifier.tracking import finish, log_figure
+from mnist_classifier.tracking import finish, log_figure, tracker_commands
 from mnist_classifier.training import build, quiet_libraries, summary
 
 PLOT = "lr_find.png"  # in the run dir
@@ -47,16 +46,15 @@ def find_lr(cfg: DictConfig) -> dict[str, float]:
     run_dir = Path(cfg.paths.output_dir)
     suggested = finder.suggestion()
     record(trainer, finder, suggested, run_dir / PLOT)
+    commands = tracker_commands(trainer, cfg.paths.log_dir)
+    finish(trainer, failed=suggested is None)
     if suggested is None:
         raise RuntimeError(
             f"the range test stopped after {len(finder.results['lr'])} steps, too few to suggest a rate "
             f"(the loss diverged early); see {run_dir / PLOT}, and lower tune.max_lr or raise "
             "tune.early_stop_threshold"
         )
-    shown = found(cfg, finder.results["lr"], suggested)
-    if tensorboard_writers(trainer):
-        shown["dashboards"] = f"tensorboard --logdir {cfg.paths.log_dir}"
-    summary(shown)
+    summary(found(cfg, finder.results["lr"], suggested) | commands)
     return {SUGGESTED: suggested}
 
 
@@ -104,9 +102,6 @@ def record(trainer: Trainer, finder: Any, suggested: float | None, plot: Path) -
     log_figure(trainer, FIGURE_TAG, figure)
     figure.savefig(plot)
     pyplot.close(figure)  # pyplot keeps every figure it draws until closed
-    for logger in trainer.loggers:  # Lightning finalized them as the test ended: flush what came since
-        logger.finalize("success")
-    finish(trainer, failed=suggested is None)
 
 
 def found(cfg: DictConfig, rates: list[float], suggested: float) -> dict[str, str]:

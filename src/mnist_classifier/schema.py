@@ -181,7 +181,7 @@ class Tune(Section):
 
     min_lr: rule(float, "the rate of the first step", gt=0) = None
     max_lr: rule(float, "the rate of the last step", gt=0) = None
-    # Lightning's suggestion skips the first 10 steps and the last: fewer would leave nothing to judge.
+    # Lightning's suggestion skips the first 10 steps and the last: at 20, ten points are left to judge.
     num_training: rule(int, "steps, each at a higher rate", ge=20) = None
     mode: rule(Literal["exponential", "linear"], "how the rate grows from step to step") = None
     early_stop_threshold: rule(

@@ -11,8 +11,10 @@ are refused in one line (BadInput). Imports neither torch nor the trackers: a re
 
 import fcntl
 import importlib.util
+import netrc
 import os
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -26,13 +28,23 @@ from mnist_classifier.errors import BadInput
 
 MLFLOW_LOGGER = "lightning.pytorch.loggers.MLFlowLogger"
 # A tracker's Lightning logger -> the package it needs and the extra of ours that installs it.
-TRACKER_PACKAGES = {
-    MLFLOW_LOGGER: ("mlflow", "mlflow"),
-    "lightning.pytorch.loggers.WandbLogger": ("wandb", "wandb"),
-}
+WANDB_LOGGER = "lightning.pytorch.loggers.WandbLogger"
+TRACKER_PACKAGES = {MLFLOW_LOGGER: ("mlflow", "mlflow"), WANDB_LOGGER: ("wandb", "wandb")}
 SERVER_TIMEOUT_S = 5
 FILE_STORE_OPT_IN = "MLFLOW_ALLOW_FILE_STORE"  # MLflow refuses a folder store without it
+TRUE = ("true", "1")  # what MLflow reads as a variable set to true
 MLFLOW_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default
+LOCAL_STORE = "sqlite:///"  # an MLflow store in a file: sqlite:///PATH/mlflow.db
+WANDB_HOST = "https://api.wandb.ai"  # W&B's cloud; WANDB_BASE_URL names a server of one's own
+
+
+def local_store(tracking_uri: str) -> Path | None:
+    """The file of a local MLflow store (sqlite:///PATH); None for a server or another store."""
+    return Path(tracking_uri.removeprefix(LOCAL_STORE)) if tracking_uri.startswith(LOCAL_STORE) else None
+
+
+def is_server(tracking_uri: str) -> bool:
+    return tracking_uri.startswith(("http://", "https://"))
 
 
 def tracking_experiment(output_dir: str, log_dir: str) -> str:
@@ -59,9 +71,8 @@ OmegaConf.register_new_resolver("tracking_run", tracking_run, replace=True)
 def mlflow_artifacts(tracking_uri: str) -> str | None:
     """Where a new experiment of a local MLflow store keeps its files: `mlartifacts/` beside the
     store; None (the server's choice) for a server."""
-    if tracking_uri.startswith("sqlite:///"):
-        return str(Path(tracking_uri.removeprefix("sqlite:///")).parent / "mlartifacts")
-    return None
+    store = local_store(tracking_uri)
+    return str(store.parent / "mlartifacts") if store else None
 
 
 OmegaConf.register_new_resolver("mlflow_artifacts", mlflow_artifacts, replace=True)
@@ -76,9 +87,7 @@ def local_stores_locked(cfg: DictConfig) -> Iterator[None]:
         for logger in (cfg.get("logger") or {}).values():
             if logger is None or logger.get("_target_") != MLFLOW_LOGGER:
                 continue
-            uri = str(logger.tracking_uri)
-            if uri.startswith("sqlite:///"):
-                store = Path(uri.removeprefix("sqlite:///"))
+            if store := local_store(str(logger.tracking_uri)):
                 store.parent.mkdir(parents=True, exist_ok=True)
                 lock = held.enter_context(open(f"{store}.lock", "a"))
                 fcntl.flock(lock, fcntl.LOCK_EX)  # released as the file closes
@@ -100,14 +109,15 @@ def check_loggers(cfg: DictConfig) -> None:
                 )
         if target == MLFLOW_LOGGER:
             check_mlflow_store(f"logger.{name}.tracking_uri", str(logger.tracking_uri))
-        if target == "lightning.pytorch.loggers.WandbLogger" and not logger.get("offline", False):
+        if target == WANDB_LOGGER and not logger.get("offline", False):
             check_wandb_key(f"logger.{name}.offline")
 
 
 def check_mlflow_store(key: str, uri: str) -> None:
     """An MLflow tracking URI: a server that answers its health check, or a SQLite file that can be
-    made; other stores (a database server, Databricks) are MLflow's to reach."""
-    if uri.startswith(("http://", "https://")):
+    made; a plain folder only where MLflow is told to allow one; other stores (a database server,
+    Databricks) are MLflow's to reach."""
+    if is_server(uri):
         try:
             with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=SERVER_TIMEOUT_S):
                 return
@@ -117,14 +127,16 @@ def check_mlflow_store(key: str, uri: str) -> None:
                 f"{key}={uri} is invalid: no MLflow server answers there ({reason}); start one "
                 "(mlflow server) or give a local store, sqlite:///PATH/mlflow.db"
             ) from error
-    elif uri.startswith("sqlite:///"):
-        path = Path(uri.removeprefix("sqlite:///"))
-        if not writable_folder(path.parent):
+    elif store := local_store(uri):
+        if not writable_folder(store.parent):
             raise BadInput(
-                f"{key}={uri} is invalid: {path.parent} cannot be made or written; give a store in a "
+                f"{key}={uri} is invalid: {store.parent} cannot be made or written; give a store in a "
                 "folder of yours, sqlite:///PATH/mlflow.db"
             )
-    elif (uri.startswith("file:") or "://" not in uri) and os.environ.get(FILE_STORE_OPT_IN) != "true":
+    elif uri.startswith(("file:", "/", ".")) and os.environ.get(FILE_STORE_OPT_IN, "").lower() not in (
+        "true",
+        "1",
+    ):
         raise BadInput(
             f"{key}={uri} is invalid: MLflow no longer keeps runs in plain folders; give "
             "sqlite:///PATH/mlflow.db or a server's http(s):// address"
@@ -132,10 +144,16 @@ def check_mlflow_store(key: str, uri: str) -> None:
 
 
 def check_wandb_key(key: str) -> None:
-    """W&B online needs an API key: WANDB_API_KEY, or one `wandb login` stored in ~/.netrc."""
-    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
-    if os.environ.get("WANDB_API_KEY") or (netrc.is_file() and "api.wandb.ai" in netrc.read_text()):
+    """W&B online needs an API key: WANDB_API_KEY, or the one `wandb login` keeps in ~/.netrc for the
+    W&B host (its cloud, or the server WANDB_BASE_URL names)."""
+    if os.environ.get("WANDB_API_KEY"):
         return
+    host = urllib.parse.urlparse(os.environ.get("WANDB_BASE_URL", WANDB_HOST)).hostname
+    try:
+        if netrc.netrc(os.environ.get("NETRC")).authenticators(host):
+            return
+    except (OSError, netrc.NetrcParseError):  # no such file, or one that cannot be read: no key there
+        pass
     raise BadInput(
         f"{key}=false is invalid without a W&B API key: set WANDB_API_KEY or run wandb login; or "
         "keep the run offline (the default) and upload it later with wandb sync"
@@ -152,5 +170,5 @@ def writable_folder(folder: Path) -> bool:
 
 def mlflow_link(tracking_uri: str, experiment_id: str, run_id: str) -> str:
     """The address of a run's page: on its server, or where `mlflow ui` serves a local store."""
-    base = tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else MLFLOW_UI
+    base = tracking_uri.rstrip("/") if is_server(tracking_uri) else MLFLOW_UI
     return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"

@@ -17,7 +17,7 @@ from lightning.pytorch.loggers import Logger, MLFlowLogger, TensorBoardLogger, W
 from matplotlib.figure import Figure
 
 from mnist_classifier.records import LINKS_FILE
-from mnist_classifier.tracker_settings import mlflow_link
+from mnist_classifier.tracker_settings import local_store, mlflow_link
 
 PREFIX = "hparams/"  # the tags of the final values, apart from the curves they end
 
@@ -36,8 +36,11 @@ def log_results(trainer: Trainer, params: Mapping[str, Any], results: Mapping[st
     NaN (not measured) is left out."""
     values = {PREFIX + key: value for key, value in results.items() if value == value}
     for logger in trainer.loggers:
-        if isinstance(logger, TensorBoardLogger):  # the HParams tab: settings and results in one entry
-            logger.log_hyperparams(dict(params), metrics=values, step=trainer.global_step)
+        if isinstance(logger, TensorBoardLogger):
+            # The HParams tab: settings and results in one entry, in the run's own TensorBoard run
+            # (`run_name="."`), which SummaryWriter writes also for a run that measured nothing.
+            writer = logger.experiment
+            writer.add_hparams(dict(params), values, run_name=".", global_step=trainer.global_step)
         else:
             logger.log_hyperparams(dict(params))
             logger.log_metrics(values, step=trainer.global_step)
@@ -71,9 +74,12 @@ def log_figure(trainer: Trainer, tag: str, figure: Figure) -> None:
 
 
 def finish(trainer: Trainer, failed: bool) -> None:
-    """End the runs of the trackers that keep one open per process (W&B), so that the next job of a
+    """Finalize every logger again, as Lightning did when the last stage ended, so that what came
+    since is written (the CSV logger writes only then) and the run is marked finished or failed; and
+    end the runs of the trackers that keep one open per process (W&B), so that the next job of a
     sweep in this process starts a run of its own."""
     for logger in _rank_zero(trainer):
+        logger.finalize("failed" if failed else "success")
         if isinstance(logger, WandbLogger):
             logger.experiment.finish(exit_code=1 if failed else 0)
 
@@ -89,20 +95,24 @@ def record_links(trainer: Trainer, run_dir: Path) -> None:
         (run_dir / LINKS_FILE).write_text(json.dumps(links, indent=2))
 
 
-def tracker_commands(trainer: Trainer) -> dict[str, str]:
-    """Where the run shows in its trackers, for the run's summary: MLflow's UI on a local store (the
-    run's page on a server), W&B's upload of an offline run."""
+def tracker_commands(trainer: Trainer, runs_dir: str) -> dict[str, str]:
+    """Where the run shows in its trackers, for the run's summary: TensorBoard over `runs_dir` (the
+    sweep's, or every run's), MLflow's UI on a local store or the run's page on a server, W&B's upload
+    of an offline run or its page online. Asked while the trackers' runs are open."""
     commands = {}
     for logger in _rank_zero(trainer):
-        if isinstance(logger, MLFlowLogger):
+        if isinstance(logger, TensorBoardLogger):
+            commands["dashboards"] = f"tensorboard --logdir {runs_dir}"
+        elif isinstance(logger, MLFlowLogger):
             uri = logger.experiment.tracking_uri
             commands["mlflow"] = (
                 f"mlflow ui --backend-store-uri {uri}"
-                if uri.startswith("sqlite:")
+                if local_store(uri)
                 else mlflow_link(uri, logger.experiment_id, logger.run_id)
             )
-        elif isinstance(logger, WandbLogger) and logger.experiment.offline:
-            commands["wandb"] = f"wandb sync {Path(logger.experiment.dir).parent}"
+        elif isinstance(logger, WandbLogger):
+            run = logger.experiment
+            commands["wandb"] = f"wandb sync {Path(run.dir).parent}" if run.offline else run.url
     return commands
 
 

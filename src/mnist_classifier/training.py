@@ -22,7 +22,6 @@ from omegaconf import DictConfig, open_dict
 
 from mnist_classifier.checkpoints import InferenceRecord, check_same_model, load_checkpoint
 from mnist_classifier.config import check_targets, validate
-from mnist_classifier.dashboards.callbacks import tensorboard_writers
 from mnist_classifier.data import MNISTDataModule
 from mnist_classifier.errors import reading_input
 from mnist_classifier.hyperparameters import hyperparameters
@@ -68,7 +67,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     selection = Selection.of(cfg)
     selecting = selecting_checkpoint(trainer, selection)
     results: dict[str, float] = {}
-    best, failed, commands = "", True, {}
+    best, failed = "", True
     try:
         fit(trainer, classifier, datamodule, ckpt_path, run_dir)
         raise_if_pruned(trainer.callbacks)
@@ -87,14 +86,20 @@ def run(cfg: DictConfig) -> dict[str, float]:
         failed = False
     finally:  # a pruned or failed run shows in the trackers too, with what it reached
         results = results or reached(trainer)
-        log_results(trainer, hyperparameters(cfg, hydra_cfg.runtime.choices), results)
-        log_files(trainer, tracked_files(hydra_cfg, best))
-        record_links(trainer, run_dir)
-        commands = tracker_commands(trainer)  # asked of the trackers' runs while they are open
-        finish(trainer, failed)
+        try:
+            log_results(trainer, hyperparameters(cfg, hydra_cfg.runtime.choices), results)
+            log_files(trainer, tracked_files(hydra_cfg, best))
+            record_links(trainer, run_dir)
+            sweeping = hydra_cfg.mode == RunMode.MULTIRUN
+            commands = tracker_commands(trainer, hydra_cfg.sweep.dir if sweeping else cfg.paths.log_dir)
+            finish(trainer, failed)
+        except Exception:
+            if not failed:
+                raise
+            # The run's own error is the one to report (and to end a study's trial with).
+            log.exception("the trackers could not record this failed run")
 
     if trainer.is_global_zero:  # one summary for a data-parallel run, not one per process
-        sweeping = hydra_cfg.mode == RunMode.MULTIRUN
         shown: dict[str, float | int | str] = {
             f"best {selection.words}": results[selection.best_key],
             "best epoch": f"{results['best_epoch']} of {results['epochs']}",
@@ -103,12 +108,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
             or f"none: the final weights were tested (no checkpoint callback monitors {selection.monitor})",
             "run dir": str(run_dir),
         }
-        if tensorboard_writers(trainer):
-            # A sweep's runs side by side, or every run.
-            shown["dashboards"] = (
-                f"tensorboard --logdir {hydra_cfg.sweep.dir if sweeping else cfg.paths.log_dir}"
-            )
-        shown |= commands
+        shown |= commands  # TensorBoard: a sweep's runs side by side, or every run
         summary(shown)
     return results
 
@@ -116,10 +116,11 @@ def run(cfg: DictConfig) -> dict[str, float]:
 def tracked_files(hydra_cfg: DictConfig, best: str) -> list[tuple[str, Path]]:
     """What the trackers keep of a run, by folder: Hydra's record of its config and command line, and
     the checkpoint it tested."""
-    config_dir = Path(hydra_cfg.runtime.output_dir, str(hydra_cfg.output_subdir))
-    files = [("config", config_dir / name) for name in ("config.yaml", "overrides.yaml")]
-    files = [(folder, path) for folder, path in files if path.is_file()]  # hydra.output_subdir=null: none
-    return files + ([("checkpoints", Path(best))] if best else [])
+    files = [("checkpoints", Path(best))] if best else []
+    if hydra_cfg.output_subdir is None:  # Hydra told to keep no record of them
+        return files
+    config_dir = Path(hydra_cfg.runtime.output_dir, hydra_cfg.output_subdir)
+    return [("config", config_dir / "config.yaml"), ("config", config_dir / "overrides.yaml"), *files]
 
 
 def selecting_checkpoint(trainer: Trainer, selection: Selection) -> ModelCheckpoint | None:
