@@ -2,7 +2,7 @@
 
 The command line is composed and checked before Hydra starts the run (bad input: one line, exit
 status 2); torch and Lightning are imported only once a run starts, so that --help, --cfg and
-refusals answer at once, and the CPU kernels' instruction set is fixed before (cpu_numerics.CPU_NUMERICS).
+refusals answer at once, and the CPU kernels' instruction set is set before (mnist_classifier.cpu_numerics).
 """
 
 import sys
@@ -31,7 +31,7 @@ def main(cfg: DictConfig) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    pin_cpu_numerics()
     with failure_policy():
+        pin_cpu_numerics()  # MNIST_CPU_KERNELS, before torch is imported
         preflight(sys.argv[1:])
     main()

@@ -1,32 +1,53 @@
-"""The CPU kernels held to one instruction set, so that a seed trains to the same figures on other
-machines: set in the environment before torch is imported (train.py, and the tests' runs), recorded
-in each run's environment.json (mnist_classifier.records)."""
+"""The instruction set of the CPU kernels: by default the libraries choose it from the CPU (the
+fastest); MNIST_CPU_KERNELS=avx2 holds them to AVX2, as the README's Results were trained. Applied
+in the environment before torch is imported (train.py, and the tests' runs), and recorded in each
+run's environment.json (mnist_classifier.records)."""
 
 import getpass
 import os
 import tempfile
 from pathlib import Path
 
-# The instruction set the CPU kernels of ATen, oneDNN and MKL may use. Left to choose, each takes the
-# widest the CPU has (AVX-512, AMX) and sums in another order on a machine that has other ones, so
-# the same seed trains to other figures. AVX2 is on every x86-64 CPU of the last decade; on a CPU
-# with AMX it costs LeNet's convolutions some speed (docs/benchmarks.md). A variable set in the
-# environment wins: ONEDNN_MAX_CPU_ISA=ALL trades the portable figures for that speed.
+from mnist_classifier.errors import BadInput
+
+# The variables that hold the CPU kernels of ATen, oneDNN and MKL to one instruction set. Left
+# unset, each takes the widest the CPU has (AVX-512, AMX), and sums in another order than on a CPU
+# with other ones, so a seed's figures may differ between CPU models in their last digits. Held
+# to AVX2 they differed all the same between an Intel and an AMD CPU, at a cost in speed on a CPU
+# with AMX (docs/benchmarks.md): hence an opt-in, for figures that compare with a run that used it.
 CPU_NUMERICS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2"}
+SWITCH = "MNIST_CPU_KERNELS"
+SETTINGS = {"native": {}, "avx2": CPU_NUMERICS}  # native: as the libraries choose
 INDUCTOR_CACHE = "TORCHINDUCTOR_CACHE_DIR"
+WIDE_ISA = ("avx2", "avx512f", "avx512_bf16", "amx_tile")  # what the libraries choose among on x86-64
 
 
 def pin_cpu_numerics() -> None:
-    """Hold the CPU kernels to CPU_NUMERICS, unless the environment says otherwise; before torch is
-    imported, as the libraries read the variables once. torch.compile's kernels are cached in a
-    folder of each setting's own (unless TORCHINDUCTOR_CACHE_DIR is set): its cache does not tell
-    them apart, and a kernel cached under AVX-512 computes garbage under ATEN_CPU_CAPABILITY=avx2."""
-    for name, value in CPU_NUMERICS.items():
+    """Apply MNIST_CPU_KERNELS (native unless set) to the environment, where a variable of
+    CPU_NUMERICS is not set already; before torch is imported, as the libraries read the variables
+    once. torch.compile's kernels are cached in a folder of each setting's own (unless
+    TORCHINDUCTOR_CACHE_DIR is set): its cache does not tell them apart, and a kernel cached under
+    AVX-512 computes garbage under ATEN_CPU_CAPABILITY=avx2."""
+    choice = os.environ.get(SWITCH) or "native"
+    if choice not in SETTINGS:
+        raise BadInput(f"{SWITCH}={choice} is invalid: give {' or '.join(SETTINGS)}")
+    for name, value in SETTINGS[choice].items():
         os.environ.setdefault(name, value)
-    setting = "-".join(os.environ[name] for name in CPU_NUMERICS)
+    setting = "-".join(os.environ.get(name, "native") for name in CPU_NUMERICS)
     try:
         user = getpass.getuser()
     except (KeyError, OSError):  # no name for this user id, as in some containers
         user = str(os.getuid())
     default_cache = Path(tempfile.gettempdir()) / f"torchinductor_{user}_{setting}"
     os.environ.setdefault(INDUCTOR_CACHE, str(default_cache))
+
+
+def cpu_isa() -> list[str]:
+    """The instruction sets of WIDE_ISA that this CPU has (Linux's /proc/cpuinfo; none elsewhere):
+    the widest is what a library left to choose takes."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            flags = next((line.split(":", 1)[1].split() for line in info if line.startswith("flags")), [])
+    except OSError:
+        return []
+    return [isa for isa in WIDE_ISA if isa in flags]

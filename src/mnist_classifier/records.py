@@ -23,7 +23,7 @@ from hydra.core.utils import JobReturn
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_classifier.cpu_numerics import CPU_NUMERICS
+from mnist_classifier.cpu_numerics import CPU_NUMERICS, SWITCH, cpu_isa
 from mnist_classifier.cpu_time import OtherWork
 from mnist_classifier.errors import one_line
 from mnist_classifier.overrides import override_key
@@ -77,8 +77,11 @@ def environment() -> dict[str, Any]:
         "packages": versions,
         "cpu": cpu_model(),
         "torch_threads": torch.get_num_threads(),  # sums split over threads: another count, other figures
-        "cpu_numerics": {name: os.environ.get(name) for name in CPU_NUMERICS},
-        "cpu_kernels": torch.backends.cpu.get_cpu_capability(),  # not cpu_numerics' if set after torch loaded
+        # MNIST_CPU_KERNELS and the variables it sets; null: left to the libraries, which take the
+        # widest of cpu_isa
+        "cpu_numerics": {name: os.environ.get(name) for name in (SWITCH, *CPU_NUMERICS)},
+        "cpu_isa": cpu_isa(),
+        "cpu_kernels": torch.backends.cpu.get_cpu_capability(),  # ATen's, as torch took them when it loaded
         "cuda": torch.version.cuda,
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "git": git_state(Path(__file__).parent),
