@@ -66,11 +66,12 @@ def main(argv: list[str]) -> int:
         existing_file(path, "checkpoint file")
 
     from mnist_classifier.datasets import default_data_dir, read_split
-    from mnist_classifier.inference import ensemble_probabilities, load_for_inference, score
+    from mnist_classifier.inference import ensemble_probabilities, inference_device, load_for_inference, score
 
+    device = inference_device(args.device)
     bad: list[BadInput] = []
     with reading_input():
-        models = [load_for_inference(path, args.device, args.trust) for path in args.checkpoints]
+        models = [load_for_inference(path, device, args.trust) for path in args.checkpoints]
         dataset = models[0].dataset
         if args.images:
             images, labels, bad = labelled_digits(args.images, models[0].classes)

@@ -18,7 +18,14 @@ import sys
 import warnings
 from pathlib import Path
 
-from mnist_classifier.errors import ArgumentParser, BadInput, entry_point, existing_file, reading_input
+from mnist_classifier.errors import (
+    ArgumentParser,
+    BadInput,
+    entry_point,
+    existing_file,
+    reading_input,
+    writable_folder,
+)
 from mnist_classifier.trust import add_trust_option
 
 FORMATS = ("exported", "onnx", "torchscript")
@@ -88,6 +95,8 @@ def main(argv: list[str]) -> int:
     add_trust_option(parser)
     args = parser.parse_args(argv)
     existing_file(args.checkpoint, "checkpoint file")
+    out = args.out or args.checkpoint.resolve().parent.parent / "export"
+    writable_folder(out, f"--out {out}")
 
     import torch
 
@@ -95,7 +104,6 @@ def main(argv: list[str]) -> int:
 
     with reading_input():
         model = load_for_inference(args.checkpoint, trusted=args.trust)
-    out = args.out or args.checkpoint.resolve().parent.parent / "export"
     example = torch.zeros(2, 1, model.image_size, model.image_size)
     program = exported_program(model.net, example)
     out.mkdir(parents=True, exist_ok=True)

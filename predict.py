@@ -33,6 +33,7 @@ from mnist_classifier.errors import (
     existing_file,
     one_line,
     reading_input,
+    writable_folder,
 )
 from mnist_classifier.trust import add_trust_option
 
@@ -109,18 +110,19 @@ def main(argv: list[str]) -> int:
     add_trust_option(parser)
     args = parser.parse_args(argv)
     existing_file(args.checkpoint, "checkpoint file")
+    if args.save_inputs:
+        writable_folder(args.save_inputs, f"--save-inputs {args.save_inputs}")
 
     from tqdm import tqdm
 
     from mnist_classifier.handwriting import named_files, progress, read_digits, read_numbers
-    from mnist_classifier.inference import load_for_inference
+    from mnist_classifier.inference import inference_device, load_for_inference
 
+    device = inference_device(args.device)
     with reading_input():
-        model = load_for_inference(args.checkpoint, args.device, args.trust)
+        model = load_for_inference(args.checkpoint, device, args.trust)
         if not 1 <= args.top <= len(model.classes):
             raise BadInput(f"--top {args.top} is invalid: give 1 to {len(model.classes)}, its classes")
-        if args.save_inputs and args.save_inputs.exists() and not args.save_inputs.is_dir():
-            raise BadInput(f"--save-inputs {args.save_inputs} is invalid: it is a file; give a folder")
         files = named_files(args.inputs)
         paths = [file for file in files if isinstance(file, Path)]
         shown = progress(paths)

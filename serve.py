@@ -13,6 +13,7 @@ says which); a port in use is refused at once, before the checkpoint is loaded. 
 """
 
 import errno
+import math
 import socket
 import sys
 from pathlib import Path
@@ -66,7 +67,7 @@ def main(argv: list[str]) -> int:
     existing_file(args.checkpoint, "checkpoint file")
     if not 0 <= args.port <= 65535:
         raise BadInput(f"--port {args.port} is invalid: give 0 to 65535")
-    if args.max_upload_mb <= 0:
+    if not (math.isfinite(args.max_upload_mb) and args.max_upload_mb > 0):  # argparse's float takes nan, inf
         raise BadInput(f"--max-upload-mb {args.max_upload_mb} is invalid: give a number of MB > 0")
     check_can_listen(args.host, args.port)
 
@@ -77,7 +78,8 @@ def main(argv: list[str]) -> int:
 
     with reading_input():
         model = load_for_inference(args.checkpoint, trusted=args.trust)
-    app = create_app(model, max_upload_bytes=round(args.max_upload_mb * 2**20))
+    # rounded down: a body of the limit's bytes rounded up would be over the MB the user gave
+    app = create_app(model, max_upload_bytes=math.floor(args.max_upload_mb * 2**20))
     uvicorn.run(app, host=args.host, port=args.port)  # Ctrl+C: shuts down and returns
     return 0
 

@@ -147,7 +147,7 @@ def test_a_key_the_composition_lacks_is_not_checked(compose_config) -> None:
     ],
 )
 def test_preflight_lets_good_command_lines_and_hydra_flags_through(tiny_mnist: Path, argv: list[str]) -> None:
-    preflight([f"data.data_dir={tiny_mnist}", *argv])
+    preflight([f"data.data_dir={tiny_mnist}", "data.val_size=40", *argv])
 
 
 def test_preflight_checks_every_swept_value_not_only_the_first(tiny_mnist: Path) -> None:

@@ -194,4 +194,4 @@ def test_the_tune_rules_accept_their_values_and_refuse_others(
     "argv", [[], ["trainer=cpu"], ["optimizer=adam", "scheduler=none"], ["debug=overfit"]]
 )
 def test_preflight_lets_a_range_test_on_one_device_through(tiny_mnist: Path, argv: list[str]) -> None:
-    preflight([f"data.data_dir={tiny_mnist}", "tune=lr_find", *argv])
+    preflight([f"data.data_dir={tiny_mnist}", "data.val_size=40", "tune=lr_find", *argv])

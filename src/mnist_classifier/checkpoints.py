@@ -20,6 +20,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from mnist_classifier.config import different_weights
 from mnist_classifier.data import MNISTDataModule
 from mnist_classifier.errors import BadInput, existing_file, first_line, one_line
 from mnist_classifier.trust import how_to_trust, trusted_modules, untrusted
@@ -113,15 +114,7 @@ def check_same_model(checkpoint: dict[str, Any], model: nn.Module, path: Path) -
     first difference."""
     ours = {name: list(tensor.shape) for name, tensor in model.state_dict().items()}
     theirs = {name: list(tensor.shape) for name, tensor in checkpoint["state_dict"].items()}
-    if ours == theirs:
-        return
-    if missing := sorted(ours.keys() - theirs.keys()):
-        difference = f"it has no {missing[0]}"
-    elif extra := sorted(theirs.keys() - ours.keys()):
-        difference = f"it has {extra[0]}, which this model has not"
-    else:
-        name = next(name for name in ours if ours[name] != theirs[name])
-        difference = f"{name} is {theirs[name]} there and {ours[name]} in this model"
-    raise BadInput(
-        f"ckpt_path={path} is invalid: it holds a different model than this config's: {difference}"
-    )
+    if difference := different_weights(ours, theirs):
+        raise BadInput(
+            f"ckpt_path={path} is invalid: it holds a different model than this config's: {difference}"
+        )

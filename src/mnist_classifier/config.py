@@ -2,16 +2,19 @@
 
 `preflight(argv)` runs Hydra's composition for a command line and `validate`s it (every value
 against its rule in mnist_classifier.schema, and what needs the file system or torch) before Hydra
-makes a run dir, so that bad input costs one line and exit status 2, nothing else. Checks that
-need the data or the model (a validation split larger than the data, an image too small for
-LeNet, a `_target_` that cannot be imported) are made where those are built. Imports no torch: a
-refused command answers fast.
+makes a run dir, so that bad input costs one line and exit status 2, nothing else: the data from
+its files' headers and labels, a checkpoint by its format, the run dir by the file system. Imports
+no torch: a refused command answers fast. Only what the command line itself asks for imports more:
+a GPU, or a checkpoint file to resume from, whose weights must fit the net (torch); a `_target_` it
+sets or a key it adds to a built node (that node's module, Lightning's Trainer for `+trainer.X`).
+What needs the run built (data downloaded as it starts) is checked as it is built.
 """
 
 import copy
 import hashlib
 import inspect
 import os
+import zipfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -26,7 +29,8 @@ from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from mnist_classifier.errors import BadInput, first_line, one_line
+from mnist_classifier.datasets import DataSet, missing_files, not_there, raw_dir, training_split_size
+from mnist_classifier.errors import BadInput, first_line, one_line, reading_input, unwritable
 from mnist_classifier.overrides import (
     NOT_A_RUN,
     combinations,
@@ -35,13 +39,14 @@ from mnist_classifier.overrides import (
     override_key,
     values_of,
 )
-from mnist_classifier.schema import check, shown
+from mnist_classifier.schema import LENET_MIN_IMAGE_SIZE, check, shown
 from mnist_classifier.tracker_settings import check_loggers
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 NAME_LIMIT = 120  # characters of a run dir's name; file systems allow 255
 LAST = "last"  # ckpt_path=last: resume the newest run with the same overrides
 GPU_ACCELERATORS = ("gpu", "cuda")
+LENET = "mnist_classifier.models.LeNet"
 
 
 def short_name(name: str) -> str:
@@ -60,21 +65,151 @@ OmegaConf.register_new_resolver("len", len, replace=True)
 
 def validate(cfg: DictConfig) -> None:
     """Raise BadInput for the first value outside its rule (mnist_classifier.schema), a checkpoint
-    that is not there, a GPU asked for on a machine without one, or a logger that cannot start."""
+    that is not there or is no checkpoint, a device this machine lacks, or a logger that cannot start."""
     check(cfg)
     check_loggers(cfg)
-    ckpt_path = cfg.get("ckpt_path")
-    if ckpt_path not in (None, LAST) and not Path(str(ckpt_path)).is_file():
+    check_checkpoint(cfg.get("ckpt_path"))
+    check_devices(cfg)
+
+
+def validate_run(cfg: DictConfig) -> None:
+    """validate, and what the net and the data need: found before the run, not as it is built."""
+    validate(cfg)
+    check_model(cfg)
+    check_resumed_net(cfg)
+    check_data(cfg)
+
+
+def check_checkpoint(ckpt_path: str | None) -> None:
+    if ckpt_path in (None, LAST):
+        return
+    if not Path(str(ckpt_path)).is_file():
         raise BadInput(f"ckpt_path={ckpt_path} is invalid: no such file; give a checkpoint file, or last")
+    # torch.save, which Lightning's checkpoints are written with, writes a zip archive: its pickle
+    # and tensors are read as the run starts, with the net they must fit.
+    if not zipfile.is_zipfile(str(ckpt_path)):
+        raise BadInput(
+            f"ckpt_path={ckpt_path} is invalid: not a checkpoint (no zip archive, as torch.save writes); "
+            "give a checkpoint file of train.py, or last"
+        )
+
+
+def check_devices(cfg: DictConfig) -> None:
+    """A GPU asked for on a machine without one, or more of them than it has."""
     accelerator = OmegaConf.select(cfg, "trainer.accelerator")
-    if accelerator in GPU_ACCELERATORS:
+    devices = OmegaConf.select(cfg, "trainer.devices")
+    if accelerator == "mps":
         import torch  # only here: the other checks answer without it
 
-        if not torch.cuda.is_available():
+        if not torch.backends.mps.is_available():
             raise BadInput(
-                f"trainer.accelerator={accelerator} is invalid: this machine has no CUDA GPU "
-                "(torch.cuda.is_available() is False); use cpu or auto"
+                "trainer.accelerator=mps is invalid: this machine has no Apple GPU "
+                "(torch.backends.mps.is_available() is False); use cpu or auto"
             )
+    several = isinstance(devices, int) and devices > 1
+    if accelerator not in GPU_ACCELERATORS and not (accelerator == "auto" and several):
+        return
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if accelerator in GPU_ACCELERATORS and not count:
+        raise BadInput(
+            f"trainer.accelerator={accelerator} is invalid: this machine has no CUDA GPU "
+            "(torch.cuda.is_available() is False); use cpu or auto"
+        )
+    if count and isinstance(devices, int) and devices > count:
+        raise BadInput(
+            f"trainer.devices={devices} is invalid: this machine has {count} CUDA GPUs; give 1 to {count}, "
+            "or -1 for every one"
+        )
+
+
+def check_model(cfg: DictConfig) -> None:
+    """What LeNet cannot be built with (models.LeNet refuses it too, for a net built elsewhere)."""
+    if OmegaConf.select(cfg, "model._target_") != LENET:
+        return
+    size, hidden = OmegaConf.select(cfg, "data.image_size"), OmegaConf.select(cfg, "model.hidden_sizes")
+    if isinstance(size, int) and size < LENET_MIN_IMAGE_SIZE:
+        raise BadInput(
+            f"data.image_size={size} is invalid for LeNet: it needs at least {LENET_MIN_IMAGE_SIZE} "
+            "(32 is the tutorial's size)"
+        )
+    if hidden is not None and len(hidden) != 2:
+        raise BadInput(f"model.hidden_sizes={shown(list(hidden))} is invalid for LeNet: give exactly 2 sizes")
+
+
+def check_resumed_net(cfg: DictConfig) -> None:
+    """A checkpoint file to resume from holds weights of the names and shapes of the config's net.
+    Reads it and builds the net (torch): only for a command line that gives a checkpoint file."""
+    ckpt_path, model = cfg.get("ckpt_path"), cfg.get("model")
+    if ckpt_path in (None, LAST) or not isinstance(model, DictConfig) or "_target_" not in model:
+        return
+    import torch
+    from hydra.utils import instantiate
+
+    check_target("model", model)
+    try:
+        checkpoint = torch.load(str(ckpt_path), map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises a different type for each way a file is not one
+        raise BadInput(
+            f"ckpt_path={ckpt_path} is invalid: not a checkpoint (torch.load failed: {first_line(error)})"
+        ) from error
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+        raise BadInput(
+            f"ckpt_path={ckpt_path} is invalid: not a Lightning checkpoint (it holds no state_dict)"
+        )
+    with reading_input():
+        net = instantiate(model)
+    # The classifier holds the net as `net`; its other state is compared as the run is built.
+    ours = {f"net.{name}": list(tensor.shape) for name, tensor in net.state_dict().items()}
+    theirs = {name: list(tensor.shape) for name, tensor in checkpoint["state_dict"].items()}
+    if difference := different_weights(
+        ours, {name: shape for name, shape in theirs.items() if name.startswith("net.")}
+    ):
+        raise BadInput(
+            f"ckpt_path={ckpt_path} is invalid: it holds a different model than this config's: {difference}"
+        )
+
+
+def different_weights(ours: dict[str, list[int]], theirs: dict[str, list[int]]) -> str | None:
+    """The first difference between two sets of weights' names and shapes, or None."""
+    if ours == theirs:
+        return None
+    if missing := sorted(ours.keys() - theirs.keys()):
+        return f"it has no {missing[0]}"
+    if extra := sorted(theirs.keys() - ours.keys()):
+        return f"it has {extra[0]}, which this model has not"
+    name = next(name for name in ours if ours[name] != theirs[name])
+    return f"{name} is {theirs[name]} there and {ours[name]} in this model"
+
+
+DATASET_FIELDS = ("name", "folder", "classes", "variable", "torchvision_class")
+
+
+def check_data(cfg: DictConfig) -> None:
+    """The data set's files are there (or will be downloaded into a folder that can be written), and
+    its training split holds more images than data.val_size cuts from it: from the files' headers
+    and labels, without reading the images."""
+    data = cfg.get("data")
+    if not isinstance(data, DictConfig) or "dataset" not in data or data.get("data_dir") is None:
+        return
+    dataset = DataSet(**{name: data.dataset.get(name) for name in DATASET_FIELDS})
+    data_dir = Path(str(data.data_dir))
+    if missing := missing_files(data_dir, dataset):
+        if not data.get("download"):
+            raise not_there(data_dir, dataset, "download is off (data.download=false)", missing)
+        if dataset.torchvision_class is None:
+            reason = f"{dataset.name} names no torchvision class to download it with"
+            raise not_there(data_dir, dataset, reason, missing)
+        if why := unwritable(raw_dir(data_dir, dataset)):
+            raise not_there(data_dir, dataset, f"it cannot be downloaded there: {why}", missing)
+        return  # downloaded as the run starts; data.py checks it then
+    count = training_split_size(data_dir, dataset)
+    val_size = data.get("val_size")
+    if isinstance(val_size, int) and val_size >= count:
+        raise BadInput(
+            f"data.val_size={val_size} is invalid: it must be smaller than the {count} training images"
+        )
 
 
 def targeted_nodes(node: DictConfig | ListConfig, key: str = "") -> Iterator[tuple[str, DictConfig]]:
@@ -156,7 +291,14 @@ def preflight(argv: list[str], config_name: str = "train") -> None:
     cfg = _composed(
         [override.input_line for override in parsed if not override.is_sweep_override()], config_name
     )
-    validate(cfg)
+    # A sweep's own config is checked for its values alone: its jobs' mixes, with the data and the
+    # net they need, are checked below, since a swept value (data.val_size=40,50) replaces its own.
+    if sweeping:
+        validate(cfg)
+    else:
+        validate_run(cfg)
+    check_touched_targets(cfg, parsed)
+    check_output_dir(cfg, overrides, sweeping)
     if tune := cfg.hydra.runtime.choices.get("tune"):
         refuse_tuning(cfg, tune, sweeping)
     if not sweeping:
@@ -165,19 +307,57 @@ def preflight(argv: list[str], config_name: str = "train") -> None:
                 f"hparams_search={study} is invalid without -m: a study runs its trials as a sweep, "
                 f"python train.py -m hparams_search={study}"
             )
+        check_resumable(cfg, overrides)
         return
     # The sweeper's own params (a study's search space) come first in each job; the command line wins.
     params = OmegaConf.select(cfg, "hydra.sweeper.params") or {}
     searched = [*parser.parse_overrides([f"{key}={value}" for key, value in params.items()]), *parsed]
     job = [first_value(override) for override in searched]
     first = _composed(job, config_name)
-    validate(first)
+    validate_run(first)
     if str(OmegaConf.select(cfg, "hydra.sweeper._target_")).endswith("GridSweeper"):
         combinations(parsed)  # refuses what a grid cannot sweep
     for override in (override for override in searched if override.is_sweep_override()):
         for value in values_of(override):
             if value != first_value(override):
-                validate(_with_value(first, job, parser.parse_override(value), config_name))
+                validate_run(_with_value(first, job, parser.parse_override(value), config_name))
+
+
+def check_touched_targets(cfg: DictConfig, parsed: list[Override]) -> None:
+    """check_target for each built node whose `_target_` the command line sets or to which it adds a
+    key (`+trainer.X`): only those, since checking imports what the node names (Lightning, torch);
+    the nodes of config files are checked as the run starts (check_targets)."""
+    keys = [
+        override.key_or_group
+        for override in parsed
+        if override.is_add() or override.is_force_add() or override.key_or_group.endswith("._target_")
+    ]
+    for key, node in targeted_nodes(cfg):
+        if any(touched.startswith(f"{key}.") and "." not in touched[len(key) + 1 :] for touched in keys):
+            check_target(key, node)
+
+
+def check_output_dir(cfg: DictConfig, overrides: list[str], sweeping: bool) -> None:
+    """The run dir (a sweep's dir with -m) can be made and written: Hydra makes it before the run."""
+    key = "hydra.sweep.dir" if sweeping else "hydra.run.dir"
+    folder = Path(str(OmegaConf.select(cfg, key)))
+    if why := unwritable(folder):
+        # The setting the user gave: the dir itself, else the folder it is made in; the last one wins.
+        given = [line for line in overrides if override_key(line) == key]
+        given = given or [line for line in overrides if override_key(line) == "paths.log_dir"]
+        setting = given[-1] if given else f"{key}={folder}"
+        raise BadInput(f"{setting} is invalid: {why}; give a folder that can be made and written")
+
+
+def check_resumable(cfg: DictConfig, overrides: list[str]) -> None:
+    """ckpt_path=last has a run to resume: the run dir's own checkpoint, or a run with the same
+    overrides (mnist_classifier.resume; a sweep's jobs each resume their own, as they run)."""
+    if cfg.get("ckpt_path") != LAST:
+        return
+    from mnist_classifier.resume import latest_checkpoint, own_checkpoint  # it imports this module
+
+    if own_checkpoint(Path(str(cfg.hydra.run.dir))) is None:
+        latest_checkpoint(Path(str(cfg.paths.log_dir)), overrides)
 
 
 # The Trainer's arguments that spread a run over devices, with what they are when not given.

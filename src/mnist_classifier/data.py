@@ -9,15 +9,7 @@ from lightning.pytorch import LightningDataModule
 from torch import nn
 
 from mnist_classifier.batches import Batch, TensorBatches
-from mnist_classifier.datasets import (
-    FILES,
-    IMAGE_SIZE,
-    DataSet,
-    download,
-    missing_files,
-    raw_dir,
-    read_split,
-)
+from mnist_classifier.datasets import IMAGE_SIZE, DataSet, download, missing_files, not_there, read_split
 from mnist_classifier.errors import BadInput
 
 
@@ -95,12 +87,7 @@ class MNISTDataModule(LightningDataModule):
             else "download is off (data.download=false)"
         )
         if missing := missing_files(self.data_dir, self.dataset):
-            raise BadInput(
-                f"data.data_dir={self.data_dir} is invalid: {self.dataset.name} is not in "
-                f"{raw_dir(self.data_dir, self.dataset)} and {reason}; put the four files {', '.join(FILES)} "
-                f"there, plain or .gz (missing: {', '.join(missing)}), or point data.data_dir or "
-                f"{self.dataset.variable} at a folder holding {self.dataset.folder}/raw/"
-            )
+            raise not_there(self.data_dir, self.dataset, reason, missing)
 
     def setup(self, stage: str | None = None) -> None:
         if stage in ("fit", "validate", None) and self.train_set is None:

@@ -13,11 +13,12 @@ import shutil
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
 from mnist_classifier.errors import BadInput, one_line
+
+if TYPE_CHECKING:  # imported where the images are read: the checks before a run need no torch
+    import torch
 
 UNSIGNED_BYTE = 0x08  # the IDX type code of MNIST's pixels and labels
 GZIP_MAGIC = b"\x1f\x8b"
@@ -61,11 +62,22 @@ def read_bytes(path: Path) -> bytes:
         raise BadInput(f"{path} is invalid: not a readable gzip file ({error})") from error
 
 
-def read_idx(path: Path, shape: tuple[int | None, ...]) -> torch.Tensor:
+def read_idx(path: Path, shape: tuple[int | None, ...]) -> "torch.Tensor":
     """The uint8 tensor an IDX file holds, refused with BadInput naming the file unless it is
     an IDX file of unsigned bytes with this shape (None: any size) and exactly as many bytes as
     its header says."""
+    import numpy as np
+    import torch
+
     data = read_bytes(path)
+    sizes = idx_sizes(path, data, shape, len(data))
+    pixels = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * len(shape))
+    return torch.from_numpy(pixels.reshape(sizes).copy())
+
+
+def idx_sizes(path: Path, data: bytes, shape: tuple[int | None, ...], length: int | None) -> tuple[int, ...]:
+    """The sizes an IDX file's header gives (`data` starts with it), refused with BadInput unless they
+    fit `shape` and the file's `length` in bytes (None: not known yet) is what they need."""
     header_size = 4 + 4 * len(shape)
     if len(data) < header_size:
         raise BadInput(
@@ -83,13 +95,13 @@ def read_idx(path: Path, shape: tuple[int | None, ...]) -> torch.Tensor:
     if any(want is not None and got != want for got, want in zip(sizes, shape, strict=True)):
         raise BadInput(f"{path} is invalid: its items have the shape {sizes[1:]}, expected {shape[1:]}")
     expected_size = header_size + math.prod(sizes)
-    if len(data) != expected_size:
-        problem = "it is truncated" if len(data) < expected_size else "it has bytes beyond its data"
+    if length is not None and length != expected_size:
+        problem = "it is truncated" if length < expected_size else "it has bytes beyond its data"
         raise BadInput(
-            f"{path} is invalid: {problem}, {len(data)} bytes where its header ({sizes[0]} items) needs "
+            f"{path} is invalid: {problem}, {length} bytes where its header ({sizes[0]} items) needs "
             f"{expected_size}"
         )
-    return torch.from_numpy(np.frombuffer(data, dtype=np.uint8, offset=header_size).reshape(sizes).copy())
+    return sizes
 
 
 def raw_dir(data_dir: str | Path, dataset: DataSet) -> Path:
@@ -107,6 +119,16 @@ def find_file(folder: Path, name: str) -> Path | None:
 def missing_files(data_dir: str | Path, dataset: DataSet) -> list[str]:
     folder = raw_dir(data_dir, dataset)
     return [name for name in FILES if find_file(folder, name) is None]
+
+
+def not_there(data_dir: str | Path, dataset: DataSet, reason: str, missing: list[str]) -> BadInput:
+    """The refusal of a data dir that lacks the data set's files, and why they were not downloaded."""
+    return BadInput(
+        f"data.data_dir={data_dir} is invalid: {dataset.name} is not in {raw_dir(data_dir, dataset)} and "
+        f"{reason}; put the four files {', '.join(FILES)} there, plain or .gz (missing: "
+        f"{', '.join(missing)}), or point data.data_dir or {dataset.variable} at a folder holding "
+        f"{dataset.folder}/raw/"
+    )
 
 
 def download(data_dir: str | Path, dataset: DataSet) -> str | None:
@@ -133,29 +155,66 @@ def download(data_dir: str | Path, dataset: DataSet) -> str | None:
     return None
 
 
-def read_split(data_dir: str | Path, dataset: DataSet, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """The official training or test split: uint8 images [N, 28, 28] and int64 labels [N]."""
+def split_files(data_dir: str | Path, dataset: DataSet, train: bool) -> tuple[Path, Path]:
+    """The images and labels files of the training or test split; BadInput naming one that is missing."""
     folder = raw_dir(data_dir, dataset)
     images_name, labels_name = FILES[:2] if train else FILES[2:]
     images_file, labels_file = find_file(folder, images_name), find_file(folder, labels_name)
     if images_file is None or labels_file is None:
         missing = images_name if images_file is None else labels_name
         raise BadInput(f"{folder} is invalid: it lacks {missing} (plain or .gz)")
+    return images_file, labels_file
+
+
+def read_split(data_dir: str | Path, dataset: DataSet, train: bool) -> tuple["torch.Tensor", "torch.Tensor"]:
+    """The official training or test split: uint8 images [N, 28, 28] and int64 labels [N]."""
+    images_file, labels_file = split_files(data_dir, dataset, train)
     images = read_idx(images_file, (None, IMAGE_SIZE, IMAGE_SIZE))
     labels = read_idx(labels_file, (None,))
-    if len(images) != len(labels):
-        raise BadInput(
-            f"{labels_file} is invalid: it holds {len(labels)} labels for the {len(images)} images of "
-            f"{images_file}"
-        )
-    check_labels(labels_file, labels, dataset, every_class=train)
+    check_count(labels_file, len(labels), images_file, len(images))
+    check_labels(labels_file, int(labels.max()) if len(labels) else -1, dataset, every_class=train)
     return images, labels.long()
 
 
-def check_labels(path: Path, labels: torch.Tensor, dataset: DataSet, every_class: bool) -> None:
-    """Refuse labels that do not match the data set's classes: a label past the last class, or (in
-    the training split, `every_class`) classes that no image has."""
-    highest = int(labels.max()) if len(labels) else -1
+def training_split_size(data_dir: str | Path, dataset: DataSet) -> int:
+    """The number of training images, from the files' headers and the labels (the images are not
+    read: a plain file's size is checked against its header, a gzip'd one's when it is read), with
+    the checks read_split makes of them; no torch, so that a run's data is checked before it starts."""
+    images_file, labels_file = split_files(data_dir, dataset, train=True)
+    labels = read_bytes(labels_file)
+    (count,) = idx_sizes(labels_file, labels, (None,), len(labels))
+    shape = (None, IMAGE_SIZE, IMAGE_SIZE)
+    header, length = file_header(images_file, 4 + 4 * len(shape))
+    images = idx_sizes(images_file, header, shape, length)[0]
+    check_count(labels_file, count, images_file, images)
+    check_labels(labels_file, max(labels[8:], default=-1), dataset, every_class=True)
+    return count
+
+
+def file_header(path: Path, size: int) -> tuple[bytes, int | None]:
+    """A file's first `size` bytes, decompressed when it is gzip'd, and its length (None when gzip'd:
+    known once it is decompressed)."""
+    with path.open("rb") as file:
+        start = file.read(size)
+    if start[:2] != GZIP_MAGIC:
+        return start, path.stat().st_size
+    try:
+        with gzip.open(path) as file:
+            return file.read(size), None
+    except (OSError, EOFError, zlib.error) as error:
+        raise BadInput(f"{path} is invalid: not a readable gzip file ({error})") from error
+
+
+def check_count(labels_file: Path, labels: int, images_file: Path, images: int) -> None:
+    if images != labels:
+        raise BadInput(
+            f"{labels_file} is invalid: it holds {labels} labels for the {images} images of {images_file}"
+        )
+
+
+def check_labels(path: Path, highest: int, dataset: DataSet, every_class: bool) -> None:
+    """Refuse labels that do not match the data set's classes: the highest label past the last class,
+    or (in the training split, `every_class`) classes that no image has."""
     if highest >= len(dataset.classes) or (every_class and highest < len(dataset.classes) - 1):
         raise BadInput(
             f"{path} is invalid: its labels run 0 to {highest}, and data.dataset.classes names "

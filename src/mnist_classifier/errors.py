@@ -112,6 +112,27 @@ def existing_file(path: Path, what: str) -> Path:
     return path
 
 
+def unwritable(folder: Path) -> str | None:
+    """Why a folder cannot be made (a file in its way) or written, or None: checked before the work
+    starts, so that its output is not lost at the end."""
+    for there in (folder.absolute(), *folder.absolute().parents):
+        if not there.exists():
+            continue
+        if not there.is_dir():
+            return f"{there} is a file, not a folder"
+        if not os.access(there, os.W_OK | os.X_OK):
+            return f"{there} cannot be written"
+        return None
+    return None
+
+
+def writable_folder(folder: Path, option: str) -> Path:
+    """The folder, else BadInput naming the option (`--out DIR`) and why it cannot be made or written."""
+    if why := unwritable(folder):
+        raise BadInput(f"{option} is invalid: {why}; give a folder that can be made and written")
+    return folder
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse under the failure policy: a bad command line is one line and exit status 2, not
     argparse's usage block."""

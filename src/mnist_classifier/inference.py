@@ -50,6 +50,31 @@ class InferenceModel:
         )
 
 
+def inference_device(name: str) -> torch.device:
+    """The device `--device` names, refused with BadInput where torch does not know it or this machine
+    lacks it: checked before a checkpoint is loaded, not when the net is moved there."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):
+        raise BadInput(f"--device {name} is invalid: give cpu, cuda, cuda:N (the N-th GPU) or mps")
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if not count:
+            raise BadInput(
+                f"--device {name} is invalid: this machine has no CUDA GPU (torch.cuda.is_available() is "
+                "False); use cpu"
+            )
+        if device.index is not None and device.index >= count:
+            raise BadInput(
+                f"--device {name} is invalid: this machine has {count} CUDA GPUs, cuda:0 to cuda:{count - 1}"
+            )
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise BadInput(f"--device {name} is invalid: this machine has no Apple GPU; use cpu")
+    return device
+
+
 def load_for_inference(
     path: Path, device: str | torch.device = "cpu", trusted: Iterable[str] = ()
 ) -> InferenceModel:

@@ -7,10 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mnist_classifier.errors import BadInput
-
-# Two 5x5 valid convolutions, each followed by a 2x2 max-pool, leave at least one pixel only from
-# 16x16 inputs on; the tutorial's 32x32 gives the 5x5 maps that flatten to 400 features.
-LENET_MIN_IMAGE_SIZE = 16
+from mnist_classifier.schema import LENET_MIN_IMAGE_SIZE
 
 
 class LeNet(nn.Module):

@@ -21,6 +21,9 @@ from mnist_classifier.errors import BadInput
 from mnist_classifier.selection import EPOCH_METRICS, Mode
 
 MIN_PAD_SIZE = 28  # data.resize=pad puts the 28x28 image inside the bigger one
+# Two 5x5 valid convolutions, each followed by a 2x2 max-pool, leave at least one pixel only from
+# 16x16 inputs on; the tutorial's 32x32 gives the 5x5 maps that flatten to 400 features.
+LENET_MIN_IMAGE_SIZE = 16
 
 
 def rule(annotation: Any, description: str = "", **bounds: float) -> Any:
@@ -38,13 +41,13 @@ class Section(BaseModel):
     """A part of the config. Values are checked strictly (1.5 is no integer, 1 no boolean), and a
     declared key may be absent (each field defaults to None, which is never validated)."""
 
-    model_config = ConfigDict(strict=True, extra="forbid")
+    model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
 
 
 class DataSet(Section):
     """A data set's declaration: every field is required (`...`)."""
 
-    model_config = ConfigDict(strict=True, extra="allow")  # its _target_
+    model_config = ConfigDict(strict=True, extra="allow", allow_inf_nan=False)  # its _target_
     name: rule(str, "the data set's name, as checkpoints and messages give it") = ...
     folder: rule(str, "the folder under data_dir whose raw/ holds the four IDX files") = ...
     classes: rule(list[str], "the class names, label k is the k-th", min_length=2) = ...
@@ -122,11 +125,16 @@ class Classifier(Section):
 
 class Trainer(Section):
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = None
+    # Lightning takes more strategies (fsdp, deepspeed, ...): the data module shards batches as DDP does.
+    strategy: rule(Literal["auto", "ddp"], "ddp: a process per device, as trainer=ddp sets") = None
     devices: rule(Count | Literal["auto", -1], "-1: every device") = None
     num_nodes: Count = None
-    precision: Literal[
-        "32-true", "32", 32, "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true", "64", 64
-    ] = None
+    # Lightning takes 16-true, bf16-true and 64-true too, but converts no batch for them: the data
+    # module hands float32 images to the net, whose weights would be of another type.
+    precision: rule(
+        Literal["32-true", "32", 32, "16-mixed", "bf16-mixed"],
+        "16-true, bf16-true and 64-true cannot train here: the images stay float32",
+    ) = None
     max_epochs: rule(Count | Literal[-1], "-1: no limit") = None
     log_every_n_steps: Count = None
     deterministic: bool | Literal["warn"] = None
