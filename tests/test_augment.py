@@ -13,8 +13,17 @@ from mnist_classifier.augment import RandomAffine
 from mnist_classifier.data import MNISTDataModule
 from mnist_classifier.models import LeNet
 from mnist_classifier.module import Classifier
+from mnist_classifier.training import quiet_libraries
 
 from .conftest import data_set
+
+
+@pytest.fixture(autouse=True)
+def as_in_a_run() -> None:
+    """The library notes that train.py silences (training.quiet_libraries) silenced here too: these
+    tests drive Lightning themselves."""
+    quiet_libraries()
+
 
 DISTORTIONS = {"rotation": 10, "scale": 0.1, "translate": 0.1, "shear": 10, "elastic": 1.5}
 

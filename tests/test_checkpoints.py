@@ -11,7 +11,7 @@ from mnist_classifier.checkpoints import RECORD, package_version
 from mnist_classifier.data import MNISTDataModule
 from mnist_classifier.errors import BadInput
 from mnist_classifier.inference import load_for_inference
-from mnist_classifier.training import build
+from mnist_classifier.training import build, instantiate_classifier
 
 from .conftest import TrainedRun, data_set, script_module
 from .drawings import page, ring
@@ -97,3 +97,29 @@ def test_a_checkpoint_holding_pickled_code_is_refused_unrun_by_every_loader(
     with pytest.raises(BadInput, match=message):
         build(compose_config(f"ckpt_path={hostile}"), resume_from=hostile)  # train.py resuming
     assert not marker.exists()
+
+
+def test_a_checkpoint_of_another_nets_shapes_is_refused_in_one_line_on_resume_and_in_inference(
+    trained_run: TrainedRun, tmp_path: Path, compose_config
+) -> None:
+    # Resumed: an MLP of widths 200 and 50 by a config of widths 64 and 32.
+    wide = tmp_path / "wide.ckpt"
+    torch.save({"state_dict": instantiate_classifier(compose_config("model=mlp")).state_dict()}, wide)
+    narrow = compose_config(
+        "model=mlp", "model.hidden_sizes=[64,32]", "data.val_size=40", f"ckpt_path={wide}"
+    )
+    with pytest.raises(BadInput) as resumed:
+        build(narrow, resume_from=wide)
+    assert str(resumed.value) == (
+        f"ckpt_path={wide} is invalid: it holds a different model than this config's: "
+        "net.layers.1.weight is [200, 1024] there and [64, 1024] in this model"
+    )
+    # Loaded for inference: LeNet's weights (widths 120 and 84) under a record that says 60 and 42.
+    checkpoint = torch.load(trained_run.best, weights_only=True)
+    checkpoint[RECORD]["model"]["hidden_sizes"] = [60, 42]
+    torch.save(checkpoint, tmp_path / "relabelled.ckpt")
+    with pytest.raises(BadInput) as loaded:
+        load_for_inference(tmp_path / "relabelled.ckpt")
+    message = str(loaded.value)
+    assert message.startswith(f"{tmp_path / 'relabelled.ckpt'} is invalid: its weights do not fit its net: ")
+    assert "\n" not in message and "fc1.weight" in message and "[120, 400]" in message

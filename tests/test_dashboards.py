@@ -2,22 +2,30 @@
 files, the pictures, the HParams entry, and a real TensorBoard server over a train.py run, asked
 through its HTTP data API."""
 
+import io
 import json
 import re
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from functools import partial
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from matplotlib import colormaps
+from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+from torchvision.utils import make_grid
 
+from mnist_classifier.augment import RandomAffine
 from mnist_classifier.dashboards import callbacks
 from mnist_classifier.dashboards.callbacks import (
     ConfusionMatrices,
@@ -29,8 +37,16 @@ from mnist_classifier.dashboards.drawing import CELL, confusion_image
 from mnist_classifier.data import MNISTDataModule
 from mnist_classifier.models import LeNet
 from mnist_classifier.module import Classifier
+from mnist_classifier.training import quiet_libraries
 
 from .conftest import TrainedRun, data_set
+
+
+@pytest.fixture(autouse=True)
+def as_in_a_run() -> None:
+    """The library notes that train.py silences (training.quiet_libraries) silenced here too: these
+    tests drive Lightning themselves."""
+    quiet_libraries()
 
 
 def fit_and_test(data_dir: Path, log_dir: Path, callbacks: list[L.Callback], epochs: int = 2) -> L.Trainer:
@@ -40,10 +56,9 @@ def fit_and_test(data_dir: Path, log_dir: Path, callbacks: list[L.Callback], epo
     trainer = L.Trainer(
         accelerator="cpu",
         max_epochs=epochs,
-        logger=L.pytorch.loggers.TensorBoardLogger(
-            log_dir, name="", version="", log_graph=True, default_hp_metric=False
-        ),
+        logger=L.pytorch.loggers.TensorBoardLogger(log_dir, name="", version="", default_hp_metric=False),
         callbacks=callbacks,
+        log_every_n_steps=5,  # an epoch's steps
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -57,6 +72,12 @@ def events(log_dir: Path) -> EventAccumulator:
     accumulator = EventAccumulator(str(log_dir), size_guidance={"images": 0, "histograms": 0})
     accumulator.Reload()
     return accumulator
+
+
+def logged_image(log_dir: Path, tag: str) -> torch.Tensor:
+    """The one image logged under `tag`, decoded from its PNG: uint8 [H, W, 3]."""
+    (image,) = events(log_dir).Images(tag)
+    return torch.from_numpy(np.array(Image.open(io.BytesIO(image.encoded_image_string)).convert("RGB")))
 
 
 def test_the_model_graph_is_logged_on_request(tmp_path: Path) -> None:
@@ -108,6 +129,53 @@ def test_confusion_image_colours_each_cell_by_its_row_share_and_labels_the_nonze
         assert has_text == bool(counts[true, predicted])
 
 
+class SaysTheFirstPixel(nn.Module):
+    """A net that predicts the class written in an image's first pixel, except that it takes every 7
+    for a 1."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unused = nn.Parameter(torch.zeros(1))  # for the optimizer the classifier expects
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        said = images[:, 0, 0, 0].long()
+        return F.one_hot(torch.where(said == 7, 1, said), 10).float()
+
+
+def test_the_confusion_matrix_has_a_row_per_true_class_and_a_column_per_prediction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counted: list[torch.Tensor] = []
+
+    def recording_image(counts: torch.Tensor, title: str) -> torch.Tensor:
+        counted.append(counts)
+        return confusion_image(counts, title)
+
+    monkeypatch.setattr(callbacks, "confusion_image", recording_image)
+    labels = torch.arange(10).repeat(3)
+    images = torch.zeros(30, 1, 32, 32)
+    images[:, 0, 0, 0] = labels
+    classifier = Classifier(SaysTheFirstPixel(), nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.01))
+    logger = L.pytorch.loggers.TensorBoardLogger(tmp_path, name="", version="")
+    trainer = L.Trainer(
+        accelerator="cpu", logger=logger, callbacks=[ConfusionMatrices()], enable_progress_bar=False
+    )
+    trainer.test(classifier, DataLoader(TensorDataset(images, labels), batch_size=8), verbose=False)
+    expected = torch.diag(torch.tensor([3] * 10))
+    expected[7, 7], expected[7, 1] = 0, 3  # the row of the true 7s, all in the column of 1
+    (counts,) = counted
+    assert torch.equal(counts.cpu(), expected)
+    drawn = logged_image(tmp_path, "test/confusion_matrix")
+    # Each cell's colour: its count's share of its row (callbacks.confusion_image draws the cells
+    # from (46, 28), 36 pixels a side).
+    for true in range(10):
+        for predicted in range(10):
+            y, x = 28 + true * CELL + 1, 46 + predicted * CELL + 1
+            share = float(expected[true, predicted]) / 3
+            colour = torch.tensor(colormaps["Blues"](share)[:3]) * 255
+            torch.testing.assert_close(drawn[y, x].float(), colour.float(), atol=1, rtol=0)
+
+
 def test_misclassified_digits_are_the_wrong_predictions_with_their_probability(
     tiny_mnist: Path, tmp_path: Path
 ) -> None:
@@ -133,10 +201,40 @@ def test_misclassified_digits_are_the_wrong_predictions_with_their_probability(
     assert len(events(tmp_path).Images("test/misclassified")) == 1
 
 
-def test_training_inputs_are_logged_once_as_the_model_sees_them(tiny_mnist: Path, tmp_path: Path) -> None:
-    fit_and_test(tiny_mnist, tmp_path, [TrainingInputs(count=16)])
-    (image,) = events(tmp_path).Images("train/inputs")
-    assert image.step == 0 and image.width > 4 * 32 and image.height > 2 * 32
+def test_training_inputs_are_logged_once_as_the_model_trains_on_them_distorted(
+    tiny_mnist: Path, tmp_path: Path
+) -> None:
+    augment = RandomAffine(rotation=10, scale=0.1, translate=0.1, shear=10, seed=0)
+    datamodule = MNISTDataModule(
+        tiny_mnist, data_set("mnist"), val_size=40, batch_size=16, download=False, augment=augment
+    )
+    classifier = Classifier(LeNet(), nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.01))
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_epochs=2,
+        limit_val_batches=0,
+        log_every_n_steps=5,  # an epoch's steps
+        logger=L.pytorch.loggers.TensorBoardLogger(tmp_path, name="", version=""),
+        callbacks=[TrainingInputs(count=16)],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(classifier, datamodule=datamodule)
+    (image,) = events(tmp_path).Images("train/inputs")  # once: not again in the second epoch
+    assert image.step == 0
+    cut = datamodule.train_dataloader()  # the first batch as cut, before it is distorted
+    cut.set_epoch(0)
+    plain, _ = next(iter(cut))
+
+    def as_logged(images: torch.Tensor) -> torch.Tensor:
+        """A grid as TensorBoard stores it: 8 a row, scaled to [0, 1], then to bytes, [H, W, 3]."""
+        grid = make_grid(images[:16], nrow=8, normalize=True, pad_value=1.0)
+        return (grid.permute(1, 2, 0) * 255).clamp(0, 255).to(torch.uint8)
+
+    drawn = logged_image(tmp_path, "train/inputs").int()
+    assert (drawn - as_logged(augment(plain, step=0)).int()).abs().max() <= 1
+    assert (drawn - as_logged(plain).int()).abs().float().mean() > 10  # not the undistorted batch
 
 
 def test_per_class_accuracy_is_each_classs_own(tiny_mnist: Path, tmp_path: Path) -> None:
@@ -172,13 +270,25 @@ def test_a_real_tensorboard_server_shows_the_run_its_curves_images_and_hparams(
     command = [sys.executable, "-m", "tensorboard.main", "--logdir", str(trained_run.run_dir.parent)]
     server = subprocess.Popen([*command, "--host", "127.0.0.1", "--port", "0"], stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True)  # fmt: skip
-    # TensorBoard picks a free port and says which: "TensorBoard 2.x at http://127.0.0.1:PORT/".
+    # TensorBoard picks a free port and says which: "TensorBoard 2.x at http://127.0.0.1:PORT/". Its
+    # stderr is read to its end, in a thread: a full pipe would block the server's writes.
+    log: list[str] = []
+    said_port = threading.Event()
     port = None
-    for line in server.stderr:
-        if found := re.search(r"http://127.0.0.1:(\d+)/", line):
-            port = int(found.group(1))
-            break
-    assert port, "tensorboard did not start"
+
+    def read_log() -> None:
+        nonlocal port
+        for line in server.stderr:
+            log.append(line)
+            if port is None and (found := re.search(r"http://127.0.0.1:(\d+)/", line)):
+                port = int(found.group(1))
+                said_port.set()
+        said_port.set()  # it ended without saying its port
+
+    threading.Thread(target=read_log, daemon=True).start()
+    if not (said_port.wait(120) and port):
+        server.kill()
+        raise AssertionError("tensorboard did not start:\n" + "".join(log))
     base = f"http://127.0.0.1:{port}"
 
     def get(path: str, body: dict | None = None):

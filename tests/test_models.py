@@ -1,5 +1,6 @@
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from mnist_classifier.models import MLP, LeNet
@@ -11,6 +12,26 @@ def test_lenet_has_the_tutorial_parameters() -> None:
         (6, 1, 5, 5), (6,), (16, 6, 5, 5), (16,), (120, 400), (120,), (84, 120), (84,), (10, 84), (10,)
     ]  # fmt: skip
     assert sum(p.numel() for p in LeNet().parameters()) == 61_706
+
+
+def tutorial_forward(weights: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """The tutorial's LeNet forward, written out with torch.nn.functional on the given weights."""
+    x = F.max_pool2d(F.relu(F.conv2d(x, weights["conv1.weight"], weights["conv1.bias"])), (2, 2))
+    x = F.max_pool2d(F.relu(F.conv2d(x, weights["conv2.weight"], weights["conv2.bias"])), 2)
+    x = x.reshape(len(x), -1)
+    x = F.relu(F.linear(x, weights["fc1.weight"], weights["fc1.bias"]))
+    x = F.relu(F.linear(x, weights["fc2.weight"], weights["fc2.bias"]))
+    return F.linear(x, weights["fc3.weight"], weights["fc3.bias"])
+
+
+@pytest.mark.parametrize(("image_size", "hidden_sizes"), [(32, (120, 84)), (28, (60, 42))])
+def test_lenet_computes_the_tutorials_forward(image_size: int, hidden_sizes: tuple[int, int]) -> None:
+    torch.manual_seed(0)
+    net = LeNet(image_size=image_size, hidden_sizes=hidden_sizes)
+    images = torch.randn(4, 1, image_size, image_size)
+    with torch.no_grad():
+        expected = tutorial_forward(dict(net.named_parameters()), images)
+        torch.testing.assert_close(net(images), expected, rtol=0, atol=0)
 
 
 def test_lenet_maps_32x32_images_to_ten_logits() -> None:

@@ -11,9 +11,19 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from mnist_classifier.models import LeNet
 from mnist_classifier.module import Classifier
+from mnist_classifier.training import quiet_libraries
+
+
+@pytest.fixture(autouse=True)
+def as_in_a_run() -> None:
+    """The library notes that train.py silences (training.quiet_libraries) silenced here too: these
+    tests drive Lightning themselves."""
+    quiet_libraries()
 
 
 def quiet_trainer(**settings) -> L.Trainer:
+    """A trainer that logs and saves nothing. The fits that only train pass `val_dataloaders=[]`: no
+    validation, said so, rather than Lightning's note that the classifier's validation_step is unused."""
     return L.Trainer(
         accelerator="cpu",
         logger=False,
@@ -43,7 +53,7 @@ def test_one_sgd_step_without_momentum_is_the_tutorials_manual_rule(compose_conf
     expected = [p.detach() - cfg.optimizer.lr * p.grad for p in reference.parameters()]
 
     classifier = Classifier(net, nn.CrossEntropyLoss(), optimizer=instantiate(cfg.optimizer))
-    quiet_trainer(max_steps=1, limit_val_batches=0).fit(classifier, train_dataloaders=one_batch())
+    quiet_trainer(max_steps=1, limit_val_batches=0).fit(classifier, one_batch(), val_dataloaders=[])
     updated = list(net.parameters())
     assert len(updated) == len(expected) == 10
     for after, want in zip(updated, expected, strict=True):
@@ -54,7 +64,7 @@ def test_overfits_one_batch() -> None:
     torch.manual_seed(0)
     classifier = Classifier(LeNet(), nn.CrossEntropyLoss(), optimizer=partial(torch.optim.Adam, lr=1e-2))
     trainer = quiet_trainer(max_epochs=40, limit_val_batches=0)
-    trainer.fit(classifier, train_dataloaders=one_batch())
+    trainer.fit(classifier, train_dataloaders=one_batch(), val_dataloaders=[])
     assert trainer.callback_metrics["train/loss_epoch"] < 0.05
     assert trainer.callback_metrics["train/acc"] == 1.0
 
@@ -84,6 +94,7 @@ def test_val_acc_best_is_kept_in_the_state_dict_so_a_resumed_run_keeps_it() -> N
     trained.val_acc_best.update(torch.tensor(0.75))
     resumed = new()
     resumed.load_state_dict(trained.state_dict())
+    resumed.val_acc_best.update(torch.tensor(0.5))  # a worse epoch after the resume
     assert resumed.val_acc_best.compute().item() == 0.75
 
 
@@ -99,7 +110,7 @@ def test_onecycle_is_given_the_runs_total_steps(compose_config) -> None:
         TensorDataset(torch.randn(32, 1, 32, 32), torch.randint(0, 10, (32,))), batch_size=8
     )
     trainer = quiet_trainer(max_epochs=3, limit_val_batches=0)
-    trainer.fit(classifier, train_dataloaders=four_batches)
+    trainer.fit(classifier, train_dataloaders=four_batches, val_dataloaders=[])
     (scheduler_config,) = trainer.lr_scheduler_configs
     assert scheduler_config.interval == "step"
     assert scheduler_config.scheduler.total_steps == 12
@@ -129,7 +140,7 @@ def test_training_curves_log_the_step_loss_every_n_steps_and_the_epoch_means(tmp
         enable_progress_bar=False,
         enable_model_summary=False,
     )
-    trainer.fit(classifier, train_dataloaders=batches)
+    trainer.fit(classifier, train_dataloaders=batches, val_dataloaders=[])
     with open(tmp_path / "metrics.csv") as file:
         rows = list(csv.DictReader(file))
     step_rows = [row for row in rows if row["train/loss_step"]]
@@ -142,6 +153,40 @@ def test_training_curves_log_the_step_loss_every_n_steps_and_the_epoch_means(tmp
         [sum(losses[:6]) / 6, sum(losses[6:]) / 6], rel=1e-5
     )
     assert all(0 <= float(row["train/acc"]) <= 1 for row in epoch_rows)
+
+
+def test_train_acc_is_the_share_of_each_epochs_training_predictions_that_were_right(tmp_path) -> None:
+    torch.manual_seed(0)
+    images, labels = torch.randn(44, 1, 32, 32), torch.randint(0, 10, (44,))
+    images[torch.arange(44), 0, 3 * labels] += 3  # a bright row per class: learnt within the epochs
+    batches = DataLoader(TensorDataset(images, labels), batch_size=8, shuffle=True)  # 6, the last of 4 images
+    right: list[list[bool]] = [[], [], []]  # each epoch's predictions, as the step made them
+
+    class RecordingClassifier(Classifier):
+        def training_step(self, batch, batch_idx):
+            with torch.no_grad():
+                predictions = self(batch[0]).argmax(dim=1)
+            right[self.current_epoch] += (predictions == batch[1]).tolist()
+            return super().training_step(batch, batch_idx)
+
+    classifier = RecordingClassifier(LeNet(), nn.CrossEntropyLoss(), partial(torch.optim.Adam, lr=1e-2))
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_epochs=3,
+        limit_val_batches=0,
+        log_every_n_steps=6,  # an epoch's steps
+        logger=L.pytorch.loggers.CSVLogger(tmp_path, name="", version=""),
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(classifier, train_dataloaders=batches, val_dataloaders=[])
+    with open(tmp_path / "metrics.csv") as file:
+        logged = [float(row["train/acc"]) for row in csv.DictReader(file) if row["train/acc"]]
+    by_hand = [sum(epoch) / len(epoch) for epoch in right]
+    assert [len(epoch) for epoch in right] == [44, 44, 44]
+    assert len(set(by_hand)) == 3  # the epochs differ: another epoch's value, or a mean over two, fails
+    assert logged == pytest.approx(by_hand, abs=1e-6)
 
 
 def test_validation_loss_and_accuracy_are_means_over_images_whatever_the_batch_sizes() -> None:

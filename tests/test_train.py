@@ -4,7 +4,6 @@ change, and processes for what only a process shows (DDP, signals, kill and resu
 import csv
 import itertools
 import json
-import math
 import os
 import re
 import signal
@@ -13,14 +12,21 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
+import torch.nn.functional as F
+import torchvision.transforms.v2.functional as TF
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
+from mnist_classifier.augment import RandomAffine
+from mnist_classifier.averaging import RAW_WEIGHTS
+from mnist_classifier.checkpoints import RECORD
 from mnist_classifier.data import MNISTDataModule
+from mnist_classifier.datasets import read_split
 from mnist_classifier.models import LeNet
-from mnist_classifier.training import run
+from mnist_classifier.training import build, quiet_libraries, run
 
 from .conftest import ROOT, TINY_RUN, TrainedRun, data_set, run_script, user_environment, wait_for
 
@@ -32,6 +38,37 @@ def train(*overrides: str, data_dir: Path, cwd: Path = ROOT) -> subprocess.Compl
 def csv_rows(run_dir: Path) -> list[dict[str, str]]:
     with open(run_dir / "csv" / "metrics.csv") as file:
         return list(csv.DictReader(file))
+
+
+def evaluate_outside_lightning(checkpoint: Path, data_dir: Path, bf16: bool = False) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) of a LeNet checkpoint on the test split, in plain torch: the
+    net from its record and weights, the images resized and normalised as its record says; under
+    bf16 autocast if `bf16`, as Lightning's bf16-mixed runs it."""
+    saved = torch.load(checkpoint, weights_only=True)
+    record = saved[RECORD]
+    assert record["model"]["_target_"] == "mnist_classifier.models.LeNet"
+    net = LeNet(**{key: value for key, value in record["model"].items() if key != "_target_"})
+    weights = saved["state_dict"]
+    net.load_state_dict({key.removeprefix("net."): weights[key] for key in weights if key.startswith("net.")})
+    images, labels = read_split(data_dir, data_set("mnist"), train=False)
+    size = [record["image_size"]] * 2
+    inputs = TF.resize(images.unsqueeze(1).float() / 255, size, TF.InterpolationMode.BILINEAR, antialias=True)
+    inputs = (inputs - record["mean"]) / record["std"]
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        logits = net.eval()(inputs)
+        loss = F.cross_entropy(logits, labels)
+    return (logits.argmax(dim=1) == labels).float().mean().item(), loss.item()
+
+
+def training_curves(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every training and validation curve of a run's TensorBoard events, as (step, value) pairs."""
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    return {
+        tag: sorted((event.step, event.value) for event in events.Scalars(tag))
+        for tag in events.Tags()["scalars"]
+        if tag.startswith(("train/", "val/", "lr-"))
+    }
 
 
 def test_the_run_dir_holds_the_config_checkpoints_events_and_what_reproduces_it(
@@ -47,7 +84,8 @@ def test_the_run_dir_holds_the_config_checkpoints_events_and_what_reproduces_it(
     record = json.loads((run_dir / ".hydra" / "environment.json").read_text())
     assert record["packages"]["torch"] == metadata.version("torch")
     assert record["command"][0] == "train.py" and "trainer.max_epochs=2" in record["command"]
-    assert record["cpu_kernels"] == os.environ["ATEN_CPU_CAPABILITY"].upper()  # pinned, and taken by torch
+    assert record["cpu_kernels"] == torch.backends.cpu.get_cpu_capability()  # the kernels torch took
+    assert record["cpu_numerics"]["ATEN_CPU_CAPABILITY"] == os.environ.get("ATEN_CPU_CAPABILITY")
 
     def git(*args: str) -> str:
         return subprocess.run(
@@ -346,9 +384,18 @@ def test_a_sweep_run_again_with_ckpt_path_last_resumes_each_job_in_its_run_dir(
         assert f"resuming from {checkpoint}" in result.stdout + result.stderr
 
 
-def test_a_bf16_mixed_precision_run_trains_and_tests(compose_config) -> None:
+def test_a_bf16_mixed_run_tests_its_best_checkpoint_under_bf16_autocast(
+    compose_config, tiny_mnist: Path, tmp_path: Path
+) -> None:
     results = run(compose_config(*TINY_RUN, "trainer.precision=bf16-mixed", "~logger"))
-    assert results["epochs"] == 2 and 0 <= results["test/acc"] <= 1 and math.isfinite(results["test/loss"])
+    (best,) = (tmp_path / "run" / "checkpoints").glob("epoch*.ckpt")
+    accuracy, loss = evaluate_outside_lightning(best, tiny_mnist, bf16=True)
+    _, full_precision_loss = evaluate_outside_lightning(best, tiny_mnist)
+    assert results["epochs"] == 2
+    assert results["test/acc"] == pytest.approx(accuracy, abs=1e-6)
+    assert results["test/loss"] == pytest.approx(loss, rel=1e-6)
+    # ... which is bf16's loss, not the full-precision one: the test ran under autocast.
+    assert results["test/loss"] != pytest.approx(full_precision_loss, rel=1e-5)
 
 
 @pytest.mark.slow
@@ -365,3 +412,92 @@ def test_a_run_failing_mid_fit_exits_1_with_one_line_and_its_traceback_in_train_
     assert line.startswith("error: ") and "a-file" in line
     log = (tmp_path / "run" / "train.log").read_text()
     assert "Traceback (most recent call last)" in log and "epoch 1/2" in log  # it had trained an epoch
+
+
+# A rate of 0.1 in the first epoch and three times that in the second, which undoes what the first
+# learnt: val/acc falls after the first epoch, whose checkpoint is the best.
+FALLING = ["scheduler=step", "scheduler.scheduler.step_size=1", "scheduler.scheduler.gamma=3"]
+
+
+def test_the_tested_checkpoint_is_the_best_epochs_not_the_last(
+    compose_config, tiny_mnist: Path, tmp_path: Path
+) -> None:
+    results = run(compose_config(*TINY_RUN, "~logger", *FALLING))
+    checkpoints = tmp_path / "run" / "checkpoints"
+    (best,) = checkpoints.glob("epoch*.ckpt")
+    best_accuracy, _ = evaluate_outside_lightning(best, tiny_mnist)
+    last_accuracy, _ = evaluate_outside_lightning(checkpoints / "last.ckpt", tiny_mnist)
+    assert results["test/acc"] == pytest.approx(best_accuracy, abs=1e-6)
+    assert torch.load(best, weights_only=True)["epoch"] == 0
+    assert (results["best_epoch"], results["epochs"]) == (1, 2)
+    assert abs(best_accuracy - last_accuracy) >= 0.1  # the test tells the two apart
+
+
+class FirstTrainingBatch(L.Callback):
+    """Keeps the images of the first training step as the model gets them."""
+
+    def __init__(self) -> None:
+        self.images: torch.Tensor | None = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        if self.images is None:
+            self.images = batch[0].clone()
+
+
+@pytest.mark.parametrize("augment", ["affine", "none"])
+def test_the_built_run_trains_on_the_distortions_its_augment_group_names(
+    compose_config, augment: str
+) -> None:
+    cfg = compose_config(*TINY_RUN, "~logger", "trainer.max_epochs=1", f"augment={augment}")
+    quiet_libraries()  # as run() does before it builds
+    datamodule, classifier, trainer = build(cfg)
+    first = FirstTrainingBatch()
+    trainer.callbacks.append(first)
+    trainer.fit(classifier, datamodule=datamodule)
+    cut = datamodule.train_dataloader()  # the first epoch's batches as cut, undistorted
+    cut.set_epoch(0)
+    plain, _ = next(iter(cut))
+    if augment == "none":
+        assert torch.equal(first.images, plain)
+        return
+    settings = {key: value for key, value in cfg.augment.items() if key != "_target_"}
+    torch.testing.assert_close(first.images, RandomAffine(**settings)(plain, step=0))
+    assert (first.images - plain).abs().amax() > 1  # distorted, not nearly the same
+
+
+@pytest.mark.parametrize("callbacks", ["default", "ema"])
+def test_a_run_stopped_after_an_epoch_and_resumed_ends_as_a_run_straight_through(
+    compose_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, callbacks: str
+) -> None:
+    """Bitwise, as two runs of one seed are. With the moving average (callbacks=ema), the resumed run
+    trains on from its own weights, not from the average its checkpoint holds as its weights."""
+    # The rate changes at the second epoch, so the schedule's state must be resumed as well, and the
+    # best epoch is the first, which the resumed run must remember.
+    common = [*TINY_RUN, f"callbacks={callbacks}", *FALLING]
+    runs = {
+        "through": ["trainer.max_epochs=2"],
+        "stopped": ["trainer.max_epochs=1"],
+        "resumed": [
+            "trainer.max_epochs=2",
+            f"ckpt_path={tmp_path / 'stopped' / 'checkpoints' / 'last.ckpt'}",
+        ],
+    }
+    results = {}
+    for name, overrides in runs.items():
+        monkeypatch.delenv("PL_GLOBAL_SEED", raising=False)  # each run as in a process of its own
+        cfg = compose_config(*common, *overrides)
+        cfg.paths.output_dir = str(tmp_path / ("stopped" if name == "resumed" else name))
+        results[name] = run(cfg)
+    through, resumed = (
+        torch.load(tmp_path / name / "checkpoints" / "last.ckpt", weights_only=True)
+        for name in ("through", "stopped")
+    )
+    kinds = ["state_dict", RAW_WEIGHTS] if callbacks == "ema" else ["state_dict"]
+    for kind in kinds:  # the weights saved (the average, with ema) and those trained
+        assert through[kind].keys() == resumed[kind].keys()
+        assert [key for key in through[kind] if not torch.equal(through[kind][key], resumed[kind][key])] == []
+    assert results["resumed"]["val/acc_best"] == results["through"]["val/acc_best"]
+    assert results["resumed"]["test/acc"] == results["through"]["test/acc"]
+    curves = training_curves(tmp_path / "through")
+    assert {"train/loss_step", "train/acc", "val/acc", "val/acc_best", "lr-SGD"} <= curves.keys()
+    assert training_curves(tmp_path / "stopped") == curves

@@ -161,7 +161,10 @@ def fit(trainer: Trainer, classifier, datamodule, ckpt_path: Path | None, run_di
     """trainer.fit; a run stopped by SIGTERM or Ctrl-C (which Lightning ends with a bare exit, the
     first with status 0 as if it had finished) is a failure that names its last checkpoint."""
     try:
-        trainer.fit(classifier, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        with warnings.catch_warnings():
+            if ckpt_path is not None:  # a resumed run writes on in its own checkpoint folder: no news
+                warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+            trainer.fit(classifier, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except SystemExit as stop:
         if not (isinstance(stop, SIGTERMException) or trainer.interrupted):
             raise
@@ -239,6 +242,13 @@ def quiet_libraries() -> None:
             logging.getLogger(name).propagate = True
     # Lightning calls an API of torch.utils._pytree that torch deprecates: a note to its developers.
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    # The Graphs tab (logger.tensorboard.log_graph=true, whose config says its tracer is deprecated):
+    # torch's advice to switch tracers is for Lightning, and the tracer reads every attribute of the
+    # metrics, one that torchmetrics deprecates among them.
+    warnings.filterwarnings("ignore", message=r"`torch\.jit\.trace(_method)?` is deprecated")
+    warnings.filterwarnings("ignore", message=r"This property will be removed .* `Metric\.updated_called`")
+    # Lightning's model summary sizes weights of a mixed precision at 32 bits, and says so.
+    warnings.filterwarnings("ignore", message=r"Precision .* is not supported by the model summary")
     logging.getLogger("lightning.pytorch.loggers.mlflow").addFilter(not_experiment_creation)
 
 
