@@ -3,6 +3,7 @@ reading of images: test_predict.py)."""
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import numpy
 import pytest
 import torch
 
+from mnist_classifier.datasets import read_split
 from mnist_classifier.inference import load_for_inference
 
 from .conftest import TrainedRun, run_script, script_module
@@ -30,6 +32,31 @@ def test_eval_prints_the_test_accuracy_that_training_reported(
     assert "ensemble of 2: test accuracy" in result.stdout
     per_class = re.search(r"per class \(ensemble of 2\): +(.*)", result.stdout).group(1)
     assert [entry.split(":")[0] for entry in per_class.split()[::2]] == [str(digit) for digit in range(10)]
+
+
+def test_an_ensemble_of_three_copies_of_a_checkpoint_scores_as_that_checkpoint_alone(
+    trained_run: TrainedRun, tiny_mnist: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    copies = [tmp_path / f"copy{number}.ckpt" for number in range(3)]
+    for copy in copies:
+        shutil.copy(trained_run.best, copy)
+    main = script_module("eval.py").main
+    assert main([*map(str, copies), "--data-dir", str(tiny_mnist)]) == 0
+    printed = capsys.readouterr().out
+    ensemble = re.search(r"ensemble of 3: test accuracy ([0-9.]+), loss ([0-9.]+)", printed).groups()
+    per_class = re.search(r"per class \(ensemble of 3\): +(.*)", printed).group(1)
+    # The truth: the checkpoint's own probabilities on the test digits, scored here by hand.
+    model = load_for_inference(trained_run.best)
+    images, labels = read_split(tiny_mnist, model.dataset, train=False)
+    probabilities = model.probabilities(images)
+    right = probabilities.argmax(dim=1) == labels
+    accuracy = right.double().mean().item()
+    loss = -probabilities[torch.arange(len(labels)), labels].double().log().mean().item()
+    assert ensemble == (f"{accuracy:.4f}", f"{loss:.4f}")
+    for copy in copies:
+        assert f"{copy}: test accuracy {accuracy:.4f}, loss {loss:.4f}" in printed
+    hits = {digit: right[labels == digit].double().mean().item() for digit in labels.unique().tolist()}
+    assert per_class == "  ".join(f"{model.classes[digit]}: {hit:.4f}" for digit, hit in hits.items())
 
 
 @pytest.mark.slow

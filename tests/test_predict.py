@@ -15,6 +15,7 @@ import struct
 import subprocess
 import sys
 import termios
+import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -115,6 +116,28 @@ def test_predict_prints_the_models_labels_for_the_digits_it_sees(
     assert result.rows[4][1] == result.rows[0][1]
     seen = [np.asarray(Image.open(f"{tmp_path / 'seen'}{path}.png"), dtype=float) for path in (files[0], big)]
     assert np.corrcoef(seen[0].ravel(), seen[1].ravel())[0, 1] > 0.85  # the same ring, up to a pixel
+
+
+def test_save_inputs_writes_an_image_named_with_dotdot_inside_its_folder(
+    predict: Callable[..., Result], tmp_path: Path
+) -> None:
+    # Run from tmp/work: ../zero.png is tmp/zero.png, ../../<tmp>/one.png too far up to be kept as is.
+    work = tmp_path / "work"
+    work.mkdir()
+    images = [drawn(tmp_path, "zero.png"), drawn(tmp_path, "one.png", "one")]
+    os.chdir(work)  # put back after the test (conftest's restored_state)
+    before = set(tmp_path.rglob("*"))
+    names = ["../zero.png", f"../../{tmp_path.name}/one.png"]
+    result = predict(*names, "--save-inputs", "seen")
+    assert (result.status, result.errors) == (0, [])
+    # Each `..` is a folder named __ under seen/: nothing is written outside it.
+    written = {path.relative_to(tmp_path).as_posix() for path in set(tmp_path.rglob("*")) - before}
+    assert written == {
+        "work/seen", "work/seen/__", "work/seen/__/zero.png.png",
+        "work/seen/__/__", f"work/seen/__/__/{tmp_path.name}", f"work/seen/__/__/{tmp_path.name}/one.png.png",
+    }  # fmt: skip
+    for image, saved in zip(images, ["__/zero.png.png", f"__/__/{tmp_path.name}/one.png.png"], strict=True):
+        assert np.array_equal(np.asarray(Image.open(work / "seen" / saved)), mnist_digit(image).numpy())
 
 
 def test_folders_are_searched_for_images_and_globs_expanded(
@@ -315,15 +338,22 @@ def test_a_progress_bar_is_shown_on_a_terminal_for_many_images(
         (folder / f"{index:03}.png").write_bytes(digit)
     terminal, stderr = os.openpty()
     fcntl.ioctl(stderr, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # 100 columns, as a window
+    shown = bytearray()
+
+    def read_terminal() -> None:  # while predict.py runs: a full terminal would block its writes
+        while chunk := read_or_end(terminal):
+            shown.extend(chunk)
+
+    reader = threading.Thread(target=read_terminal, daemon=True)
+    reader.start()
     with open(os.devnull) as null:
         process = subprocess.run(
             [sys.executable, str(ROOT / "predict.py"), str(trained_run.best), str(folder)],
             env=user_environment(tiny_mnist), stdin=null, stdout=subprocess.PIPE, stderr=stderr, timeout=300,
         )  # fmt: skip
-    os.close(stderr)
-    shown = b""
-    while chunk := read_or_end(terminal):
-        shown += chunk
+    os.close(stderr)  # the terminal's last writer: its reader then reads to the end
+    reader.join(timeout=60)
+    assert not reader.is_alive(), "the terminal was not read to its end"
     os.close(terminal)
     assert process.returncode == 0
     assert len(process.stdout.decode().splitlines()) == handwriting.PROGRESS_FROM + 1

@@ -53,6 +53,8 @@ STARTUP_SECONDS = 120  # for serve.py to load torch and its checkpoint on a busy
 REQUEST_SECONDS = 60  # for the server to answer one request (each socket read and write) on a busy machine
 STOP_SECONDS = 30  # for the server to stop once told to
 SMALL_LIMIT_MB = 0.01  # the real server's upload limit: above an MNIST digit's PNG, below a BMP page
+# ... in bytes: 0.01 x 2**20 = 10,485.76, so the largest whole body within it has 10,485
+SMALL_LIMIT_BYTES = 10_485
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +142,22 @@ def test_a_body_over_the_limit_is_413_and_the_server_goes_on(
     assert upload(client, content).json()["label"] == expected_answer(model, content)[0][0]
 
 
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_a_body_of_exactly_the_limit_is_read_and_one_byte_more_is_413(
+    client: TestClient, model: InferenceModel, chunked: bool
+) -> None:
+    content = encoded(page(ring()))
+    answers = {}
+    for size in (LIMIT, LIMIT + 1):
+        body, content_type = form_of_size(content, size)
+        sent = iter([body[: size // 2], body[size // 2 :]]) if chunked else body  # chunked: no Content-Length
+        response = client.post("/api/predict", content=sent, headers={"content-type": content_type})
+        answers[size] = (response.status_code, response.json())
+    assert answers[LIMIT][0] == 200 and answers[LIMIT][1]["label"] == expected_answer(model, content)[0][0]
+    too_large = {"detail": f"the request is invalid: its body is over the limit of {LIMIT:,} bytes"}
+    assert answers[LIMIT + 1] == (413, too_large)
+
+
 def test_the_page_is_served_with_its_canvas(client: TestClient) -> None:
     response = client.get("/")
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
@@ -168,9 +186,23 @@ def test_serve_refuses_bad_input_in_one_line_before_serving(
     assert capsys.readouterr().err == f"error: {message.format(tmp=tmp_path)}\n"
 
 
+def ipv6_loopback() -> str | None:
+    """Why this machine cannot listen on IPv6's loopback (::1), or None when it can."""
+    if not socket.has_ipv6:
+        return "Python was built without IPv6"
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError as error:
+        return f"::1 cannot be bound here ({error.strerror}): IPv6 is off on this machine"
+    return None
+
+
 def test_serve_refuses_a_port_in_use_on_an_ipv6_address(
     trained_run: TrainedRun, capsys: pytest.CaptureFixture
 ) -> None:
+    if (missing := ipv6_loopback()) is not None:
+        pytest.skip(missing)
     with socket.socket(socket.AF_INET6) as taken:
         taken.bind(("::1", 0))
         taken.listen()
@@ -236,6 +268,18 @@ def form(content: bytes, name: str = "digit.png") -> tuple[bytes, str]:
     return body, f"multipart/form-data; boundary={boundary}"
 
 
+def form_of_size(content: bytes, size: int) -> tuple[bytes, str]:
+    """form(content) after a field `pad` that makes the whole body exactly `size` bytes (the API reads
+    the image and ignores other fields)."""
+    image, content_type = form(content)
+    head = b'--edge-of-the-form\r\nContent-Disposition: form-data; name="pad"\r\n\r\n'
+    fill = size - len(head) - 2 - len(image)
+    assert fill >= 0, f"{size} bytes cannot hold the image's form"
+    body = head + b"x" * fill + b"\r\n" + image
+    assert len(body) == size
+    return body, content_type
+
+
 def post(server: Server, body: bytes | list[bytes], content_type: str) -> tuple[int, dict]:
     """The status and JSON of the server's answer to a POST to /api/predict, over a connection of its own
     with a deadline on each read and write. A list of chunks is sent chunked: no Content-Length."""
@@ -290,7 +334,7 @@ def assert_an_answer(status: int, answer: dict) -> None:
 def test_the_real_server_refuses_a_chunked_body_over_the_limit_with_413_and_goes_on(
     small_limit_server: Server, model: InferenceModel
 ) -> None:
-    limit = round(SMALL_LIMIT_MB * 2**20)
+    limit = SMALL_LIMIT_BYTES
     photo = encoded(page(ring()), "BMP")  # a readable image, over the limit
     body, content_type = form(photo)
     assert len(body) > limit
@@ -307,6 +351,26 @@ def test_the_real_server_refuses_a_chunked_body_over_the_limit_with_413_and_goes
     assert [guess["probability"] for guess in answer["top"]] == pytest.approx(probabilities, abs=1e-6)
     assert np.array_equal(pixels(answer["input"]), digit)
     assert small_limit_server.process.poll() is None, "".join(small_limit_server.log)
+
+
+@pytest.mark.slow
+def test_the_real_server_reads_a_body_of_exactly_its_limit_and_refuses_one_byte_more(
+    small_limit_server: Server, model: InferenceModel
+) -> None:
+    content = encoded(page(ring()))
+    too_large = {
+        "detail": f"the request is invalid: its body is over the limit of {SMALL_LIMIT_BYTES:,} bytes"
+    }
+    for chunked in (False, True):  # Content-Length declared, or none: chunks counted as they come
+        answers = {}
+        for size in (SMALL_LIMIT_BYTES, SMALL_LIMIT_BYTES + 1):
+            body, content_type = form_of_size(content, size)
+            sent = [body[start : start + 4096] for start in range(0, size, 4096)] if chunked else body
+            answers[size] = post(small_limit_server, sent, content_type)
+        status, answer = answers[SMALL_LIMIT_BYTES]
+        assert_an_answer(status, answer)
+        assert answer["label"] == expected_answer(model, content)[0][0]
+        assert answers[SMALL_LIMIT_BYTES + 1] == (413, too_large), chunked
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ import urllib.request
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import partial
+from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
 from wsgiref.simple_server import WSGIRequestHandler, make_server
@@ -38,6 +38,7 @@ from mnist_classifier.studies import open_storage, trial_pruning
 
 from .conftest import CONF_DIR, ROOT, run_script, user_environment, wait_for
 from .postgres import Server, postgres_server
+from .run_hooks import FailJob
 
 # One epoch of a few batches: 80 training images in batches of 16.
 TINY_JOB = ["data.val_size=40", "data.batch_size=16", "trainer.max_epochs=1"]
@@ -46,6 +47,9 @@ TINY_JOB = ["data.val_size=40", "data.batch_size=16", "trainer.max_epochs=1"]
 # long without one (its trial would be failed under it), so the grace is many intervals.
 GRACE_S = 20
 QUICK_HEARTBEAT = ["hydra.sweeper.heartbeat_interval=1", f"hydra.sweeper.grace_period={GRACE_S}"]
+# The test that is first to use a shared study builds it (pytest-timeout counts fixtures): workers
+# started in rounds, one of them killed and its trial waited out; several times what it takes alone.
+SHARED_STUDY_TIMEOUT_S = 600
 
 
 def tiny_job(*extra: str) -> list[str]:
@@ -117,49 +121,63 @@ def composed(*overrides: str):
 def test_a_grid_runs_every_combination_in_run_dirs_named_by_their_overrides_past_failed_jobs(
     tiny_mnist: Path, tmp_path: Path
 ) -> None:
-    # 500 validation images: more than the tiny data has, which only the job finds out.
+    # Jobs with +fail=yes raise as their trainer sets up, as a job with bad data would (a config group
+    # of the test's own, found through hydra.searchpath). In batches of 3 jobs: the second batch's job
+    # is numbered by its place in the grid too, not in its batch.
+    failing = tmp_path / "conf" / "fail"
+    failing.mkdir(parents=True)
+    (failing / "no.yaml").write_text("# @package _global_\n")
+    (failing / "yes.yaml").write_text(
+        "# @package _global_\ncallbacks:\n  fail_job:\n    _target_: tests.run_hooks.FailJob\n"
+    )
+    sweep_dir = tmp_path / "sweep"
     result = sweep(
+        "+fail=no,yes",
         "model=lenet,mlp",
-        "data.val_size=40,500",
-        f"hydra.sweep.dir={tmp_path}",
+        "hydra.sweeper.max_batch_size=3",
+        f"hydra.searchpath=[file://{tmp_path / 'conf'}]",
+        f"hydra.sweep.dir={sweep_dir}",
         data_dir=tiny_mnist,
         measured=True,  # the only run of a sweep's failed jobs and their records
     )
     names = [
-        f"{number}_data.batch_size=16,data.val_size={size},model={model},trainer.max_epochs=1"
-        for number, (size, model) in enumerate([(40, "lenet"), (40, "mlp"), (500, "lenet"), (500, "mlp")])
+        f"{number}_+fail={fail},data.batch_size=16,data.val_size=40,model={model},trainer.max_epochs=1"
+        for number, (fail, model) in enumerate(
+            [("no", "lenet"), ("no", "mlp"), ("yes", "lenet"), ("yes", "mlp")]
+        )
     ]
-    assert {path.name for path in tmp_path.iterdir() if path.is_dir()} == set(names)
+    assert {path.name for path in sweep_dir.iterdir() if path.is_dir()} == set(names), result.stderr
 
     # A failed job stops neither the others nor the report; the sweep then exits 1 with one line.
     assert result.returncode == 1
-    error = "data.val_size=500 is invalid: it must be smaller than the 120 training images"
     assert (
         result.stderr.strip()
         .splitlines()[-1]
-        .startswith(f"error: 2 of 4 jobs failed, the first {names[2]}: {error}")
+        .startswith(f"error: 2 of 4 jobs failed, the first {names[2]}: {FailJob.MESSAGE.format(2)}")
     )
 
-    # TensorBoard over the sweep dir: one run per job that trained, its HParams entry holding its values.
-    sessions = hparams_sessions(tmp_path)
-    assert set(sessions) == {names[0], names[1]}
+    # TensorBoard over the sweep dir: one run per job, failed or not, its HParams entry holding its values.
+    sessions = hparams_sessions(sweep_dir)
+    assert set(sessions) == set(names)
     for run_name, (hparams,) in sessions.items():
         assert f"model={hparams['model'].string_value}," in run_name
 
     # The report: finished jobs ranked by the selection metric, then the failed ones with their error.
-    rows = report_rows(tmp_path)
+    rows = report_rows(sweep_dir)
     assert [row["status"] for row in rows] == ["finished", "finished", "failed", "failed"]
     scores = [float(row["val/acc_best"]) for row in rows[:2]]
     assert scores == sorted(scores, reverse=True)
     for row in rows[:2]:
-        record = json.loads((tmp_path / row["run_dir"] / "job.json").read_text())
+        record = json.loads((sweep_dir / row["run_dir"] / "job.json").read_text())
         assert float(row["val/acc_best"]) == record["metrics"]["val/acc_best"]
         assert row["epochs"] == "1"
+    assert [(row["run_dir"], row["error"]) for row in rows[2:]] == [
+        (names[number], FailJob.MESSAGE.format(number)) for number in (2, 3)
+    ]
     for row in rows[2:]:
-        assert row["error"] == error
-        assert "Traceback" in json.loads((tmp_path / row["run_dir"] / "job.json").read_text())["traceback"]
-    assert (tmp_path / "report.md").read_text() in result.stdout
-    assert (tmp_path / "report.png").stat().st_size > 0
+        assert "Traceback" in json.loads((sweep_dir / row["run_dir"] / "job.json").read_text())["traceback"]
+    assert (sweep_dir / "report.md").read_text() in result.stdout
+    assert (sweep_dir / "report.png").stat().st_size > 0
 
 
 @pytest.mark.slow
@@ -200,6 +218,25 @@ def test_trials_at_a_time_come_from_the_launcher_and_slurm_is_told_to_signal_lig
     # SLURM sends the signal on which Lightning saves a checkpoint and requeues the job.
     assert slurm.launcher.additional_parameters.signal == "USR1@120"
     assert composed().hydra.sweeper._target_.endswith("grid_sweeper.GridSweeper")  # -m without a study
+
+
+def test_runs_and_sweeps_started_in_the_same_second_get_dirs_of_their_own() -> None:
+    def dirs() -> tuple[str, str]:
+        """A run's and a sweep's dir as Hydra names them when the command starts."""
+        hydra = composed("paths.log_dir=/runs").hydra
+        return hydra.run.dir, hydra.sweep.dir
+
+    for _ in range(10):  # a pair that straddles a second's end, by the clock here, is named again
+        before = datetime.now()
+        first, second = dirs(), dirs()
+        after = datetime.now()
+        if before.replace(microsecond=0) == after.replace(microsecond=0):
+            break
+    else:
+        pytest.fail("no two configs were composed within one second")
+    second_named = before.strftime("%Y-%m-%d/%H-%M-%S")
+    assert all(second_named in name for name in (*first, *second))  # named in the same second ...
+    assert first[0] != second[0] and first[1] != second[1]  # ... and yet apart
 
 
 # -- workers sharing a study --------------------------------------------------------------------
@@ -314,6 +351,7 @@ def journal_study(tiny_mnist: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(SHARED_STUDY_TIMEOUT_S)
 @pytest.mark.parametrize("shared", ["postgres_study", "journal_study"])
 def test_workers_started_together_finish_n_trials_between_them(shared: str, request) -> None:
     study: SharedStudy = request.getfixturevalue(shared)
@@ -326,6 +364,7 @@ def test_workers_started_together_finish_n_trials_between_them(shared: str, requ
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(SHARED_STUDY_TIMEOUT_S)
 @pytest.mark.parametrize("shared", ["postgres_study", "journal_study"])
 def test_each_trial_has_its_run_dir_and_tensorboard_run_and_the_reports_list_every_trial(
     shared: str, request
@@ -357,6 +396,7 @@ def test_each_trial_has_its_run_dir_and_tensorboard_run_and_the_reports_list_eve
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(SHARED_STUDY_TIMEOUT_S)
 def test_a_killed_workers_trial_is_found_by_its_heartbeat_and_run_again_by_another(
     postgres_study: SharedStudy,
 ) -> None:
@@ -378,6 +418,7 @@ def test_a_killed_workers_trial_is_found_by_its_heartbeat_and_run_again_by_anoth
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(SHARED_STUDY_TIMEOUT_S)
 @pytest.mark.parametrize("shared", ["postgres_study", "journal_study"])
 def test_workers_of_a_study_draw_their_own_values(shared: str, request) -> None:
     study: SharedStudy = request.getfixturevalue(shared)
@@ -389,19 +430,27 @@ def test_workers_of_a_study_draw_their_own_values(shared: str, request) -> None:
     ]
     assert len(drawn) == len(study.trials) - (study.victim_trial is not None)
     assert len(set(drawn)) == len(drawn), drawn
-    # The first trials, those of the workers started together, hold their samplers' first draws: the
-    # configured sampler's, seeded with the configured seed plus the trial's number. (The values are
-    # drawn in the order of the search space; TINY_JOB fixes the batch size.)
+    # Each worker of the first round draws with the configured sampler, seeded with the configured
+    # seed plus its first trial's number: its trials hold that sampler's draws, in turn. Which worker
+    # ran which trials, and how many, is for its run dirs to say: the faster one may run them all.
+    # (The values are drawn in the order of the search space; TINY_JOB fixes the batch size.)
     cfg = composed("hparams_search=optuna")
     order = [
         name for name in cfg.hydra.sweeper.params if name not in {override_key(line) for line in TINY_JOB}
     ]
-    for trial in study.trials[: len(study.rounds[0].workers)]:
-        assert set(trial.distributions) == set(order)  # all of the search space, no more
-        sampler = optuna.samplers.TPESampler(seed=cfg.seed + trial.number, constant_liar=True)
-        replayed = optuna.create_study(sampler=sampler).ask()
-        optuna_sweeper.suggest(replayed, {name: trial.distributions[name] for name in order})
-        assert replayed.params == trial.params, trial.number
+    trials = study.trials
+    replayed_trials = []
+    for worker in study.rounds[0].workers:
+        numbers = sorted(int(path.name.split("_")[0]) for path in worker.run_dirs())
+        sampler = optuna.samplers.TPESampler(seed=cfg.seed + min(numbers, default=0), constant_liar=True)
+        replay = optuna.create_study(sampler=sampler)
+        for number in numbers:
+            assert set(trials[number].distributions) == set(order)  # all of the search space, no more
+            replayed = replay.ask()
+            optuna_sweeper.suggest(replayed, {name: trials[number].distributions[name] for name in order})
+            assert replayed.params == trials[number].params, number
+        replayed_trials += numbers
+    assert sorted(replayed_trials) == list(range(study.rounds[0].counted))
 
 
 def test_a_workers_sampler_is_the_configured_one_with_its_seed_offset_by_its_first_trial() -> None:
@@ -423,6 +472,7 @@ class QuietRequests(WSGIRequestHandler):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(SHARED_STUDY_TIMEOUT_S)
 def test_optuna_dashboard_shows_the_shared_study(postgres_study: SharedStudy) -> None:
     import optuna_dashboard
 
@@ -456,7 +506,9 @@ def test_workers_connecting_to_a_new_database_at_once_all_get_the_study(postgres
     workers = [
         subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True) for _ in range(4)
     ]
-    assert [(worker.wait(timeout=120), worker.stderr.read()) for worker in workers] == [(0, "")] * 4
+    # communicate: each worker's stderr read to its end while it runs, so that none blocks writing it
+    ended = [(worker.communicate(timeout=120)[1], worker.returncode) for worker in workers]
+    assert ended == [("", 0)] * 4
 
 
 # -- bad input ----------------------------------------------------------------------------------
@@ -535,6 +587,44 @@ def test_a_trial_the_pruner_stops_is_pruned_in_the_study_in_its_record_and_in_th
     assert "1 jobs: 0 finished, 1 pruned, 0 failed" in (tmp_path / "report.md").read_text()
 
 
+@pytest.mark.slow
+def test_a_trial_that_raises_is_failed_in_the_study_its_record_and_the_report_and_the_study_goes_on(
+    tiny_mnist: Path, tmp_path: Path
+) -> None:
+    # Trial 0 raises as its trainer sets up (tests/run_hooks.py); the study then runs trial 1.
+    failing = "{_target_:tests.run_hooks.FailJob,jobs:[0]}"
+    result = sweep(
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=2",
+        "pruner=none",
+        f"+callbacks.fail_job={failing}",
+        f"hydra.sweep.dir={tmp_path}",
+        data_dir=tiny_mnist,
+    )
+    error = FailJob.MESSAGE.format(0)
+    trials = trials_of(f"sqlite:///{tmp_path}/optuna.db", "lenet")
+    assert [trial.state for trial in trials] == [TrialState.FAIL, TrialState.COMPLETE], result.stderr
+    run_dirs = {int(path.parent.name.split("_")[0]): path.parent for path in tmp_path.glob("*/job.json")}
+    failed = json.loads((run_dirs[0] / "job.json").read_text())
+    assert (failed["status"], failed["error"]) == ("failed", error)
+    assert f"RuntimeError: {error}" in failed["traceback"]
+    # The storage keeps the failed trial's record, with its error (its traceback stays in the run dir).
+    assert trials[0].user_attrs["job"] == {k: v for k, v in failed.items() if k != "traceback"} | {
+        "run_dir": str(run_dirs[0])
+    }
+    finished = json.loads((run_dirs[1] / "job.json").read_text())
+    assert trials[1].value == finished["metrics"]["val/acc_best"]
+    rows = report_rows(tmp_path)
+    assert [(row["run_dir"], row["status"], row["error"]) for row in rows] == [
+        (run_dirs[1].name, "finished", ""),
+        (run_dirs[0].name, "failed", error),
+    ]
+    # The sweep ends with the failure in one line, after the report.
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: 1 of 2 jobs failed, the first {run_dirs[0].name}: {error}"), last
+
+
 # -- DDP and SLURM requeue ----------------------------------------------------------------------
 
 
@@ -564,6 +654,42 @@ def test_a_ddp_trial_runs_its_ranks_in_its_own_run_dir_without_a_sweep_per_rank(
     assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 3
 
 
+@pytest.mark.slow
+def test_a_ddp_trial_the_pruner_stops_ends_on_both_ranks_and_is_pruned(
+    tiny_mnist: Path, tmp_path: Path
+) -> None:
+    # Gloo on the CPU: two ranks. The pruner stops every trial at its first report, after epoch 1 of
+    # 2; rank 0 decides and both ranks must stop there, or the other waits for it forever.
+    pruner = "callbacks.optuna_pruning.pruner"
+    result = sweep(
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=1",
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "trainer.max_epochs=2",
+        "pruner=none",
+        f"{pruner}._target_=optuna.pruners.ThresholdPruner",
+        f"+{pruner}.lower=1.5",
+        f"+{pruner}.n_warmup_steps=0",
+        f"paths.log_dir={tmp_path}",
+        data_dir=tiny_mnist,
+    )
+    assert result.returncode == 0, result.stderr  # a pruned trial is no failure of the sweep
+    sweep_dir = tmp_path / "studies" / "lenet"
+    (trial,) = trials_of(f"sqlite:///{sweep_dir}/optuna.db", "lenet")
+    assert trial.state == TrialState.PRUNED
+    assert list(trial.intermediate_values) == [0]
+    (run_dir,) = (path.parent for path in sweep_dir.glob("*/job.json"))
+    record = json.loads((run_dir / "job.json").read_text())
+    assert record["status"] == "pruned" and trial.user_attrs["job"]["status"] == "pruned"
+    assert "epoch 1/2:" in (run_dir / "train.log").read_text()
+    assert "epoch 2/2:" not in (run_dir / "train.log").read_text()
+    # One epoch only: 80 training images over 2 processes, 3 batches of 16 each; no test stage.
+    assert global_step(run_dir / "checkpoints" / "last.ckpt") == 3
+    assert "test accuracy:" not in result.stdout + result.stderr
+
+
 def global_step(checkpoint: Path) -> int:
     return torch.load(checkpoint, weights_only=True)["global_step"]
 
@@ -587,32 +713,14 @@ def logged_steps(run_dir: Path, tag: str) -> list[list[int]]:
     return list(by_process.values())
 
 
-class SavedCheckpoints:
-    """Watches a run's last.ckpt. Lightning writes a checkpoint to a temporary file and renames it
-    into place, so a new inode there is a new, whole checkpoint."""
-
-    def __init__(self, path: Path, steps_per_epoch: int, every: int) -> None:
-        self.path, self.steps_per_epoch, self.every = path, steps_per_epoch, every
-        self.seen = self.identity()
-
-    def identity(self) -> tuple[int, int] | None:
-        try:
-            status = self.path.stat()
-        except FileNotFoundError:
-            return None
-        return status.st_ino, status.st_mtime_ns
-
-    def saved_early_in_an_epoch(self, after: int) -> bool:
-        """Whether the first checkpoint of an epoch past step `after` was saved since the last look."""
-        identity = self.identity()
-        if identity is None or identity == self.seen:
-            return False
-        self.seen = identity
-        step = global_step(self.path)
-        return step > after and step % self.steps_per_epoch == self.every
+def pausing_at(folder: Path, *steps: int) -> str:
+    """The override adding a callback that pauses the run at these optimizer steps (tests/run_hooks.py)."""
+    listed = ",".join(map(str, steps))
+    return f"+callbacks.pause_at={{_target_:tests.run_hooks.PauseAtSteps,folder:'{folder}',steps:[{listed}]}}"
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)  # three train.py runs of 500 steps, one after another
 def test_a_slurm_job_requeued_twice_continues_from_its_checkpoints_with_its_step_count_and_curves(
     tiny_mnist: Path, tmp_path: Path
 ) -> None:
@@ -632,50 +740,49 @@ def test_a_slurm_job_requeued_twice_continues_from_its_checkpoints_with_its_step
     slurm |= {"SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0", "SLURM_NODELIST": "localhost"}
     slurm["PATH"] = f"{bin_dir}:{user_environment(tiny_mnist)['PATH']}"
     run_dir = tmp_path / "run"
-    last = run_dir / "checkpoints" / "last.ckpt"
-    # 8 epochs of 100 steps (100 images in batches of 1), last.ckpt every 25 steps, the logs every 50.
-    # A run is signalled as soon as it has saved the first checkpoint of an epoch: with hundreds of
-    # steps still to run, 24 before it logs or saves again, and 75 before its epoch ends. Lightning's
-    # handler of the signal saves a checkpoint and flushes the loggers, which breaks a save of the
-    # run's own that it interrupts (the run fails) or a log write (the run hangs); and a run
-    # resumed from a checkpoint saved at an epoch's end, stopped and resumed again, trains a step
-    # too many. So the signals are sent where none of that can happen.
-    steps_per_epoch, total, log_every = 100, 8 * 100, 50
-    args = ["data.val_size=20", "data.batch_size=1", "trainer.max_epochs=8", f"hydra.run.dir={run_dir}"]
-    args += ["callbacks.last_checkpoint.every_n_train_steps=25", f"trainer.log_every_n_steps={log_every}"]
-    args += ["trainer.accelerator=cpu"]
+    # 5 epochs of 100 steps (100 images in batches of 1), the logs every 50 steps. Lightning's handler
+    # of the requeue signal saves a checkpoint and flushes the loggers, which breaks a save or a log
+    # write of the run's own that it interrupts; and a run resumed from a checkpoint saved at an
+    # epoch's end, stopped and resumed again, trains a step too many. So each run pauses itself in
+    # the middle of an epoch (tests/run_hooks.py), and is signalled while it waits there.
+    total, log_every = 5 * 100, 50
+    stops = (130, 370)  # where the first run and the requeued one are signalled
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    args = ["data.val_size=20", "data.batch_size=1", "trainer.max_epochs=5", f"hydra.run.dir={run_dir}"]
+    args += [f"trainer.log_every_n_steps={log_every}", "trainer.accelerator=cpu", pausing_at(hooks, *stops)]
     jobs: list[subprocess.Popen] = []
 
     def started(log: Path, **env: str) -> subprocess.Popen:
         jobs.append(start(args, tiny_mnist, log, **slurm, **env))
         return jobs[-1]
 
-    def requeued(job: subprocess.Popen, log: Path, count: int) -> None:
-        """What SLURM does signal_delay_s before a job's end: the signal on which Lightning saves an
-        hpc checkpoint and asks scontrol to requeue the job; then the job stopped."""
+    def requeued(job: subprocess.Popen, log: Path, step: int, count: int) -> None:
+        """What SLURM does signal_delay_s before a job's end, once the run has paused at `step`: the
+        signal on which Lightning saves an hpc checkpoint and asks scontrol to requeue the job; then
+        the job stopped."""
+        wait_for((hooks / f"paused-{step}").exists, job, what=f"the run to pause at step {step}")
         job.send_signal(signal.SIGUSR1)
         wait_for(lambda: requeues.exists() and len(requeues.read_text().splitlines()) == count,
-                 job, what=f"requeue {count}", timeout=120, poll_s=0.01)  # fmt: skip
+                 job, what=f"requeue {count}", timeout=120)  # fmt: skip
         job.send_signal(signal.SIGTERM)
+        (hooks / f"go-{step}").touch()  # the signals were sent: the run goes on, and stops
         assert job.wait(timeout=600) == 1, log.read_text()
         assert "stopped by SIGTERM" in log.read_text()
 
     resumed_at = []  # the step each requeued run resumed from
     try:
-        saved_checkpoints = SavedCheckpoints(last, steps_per_epoch, every=25)
         job = started(tmp_path / "run0.log")
-        first_checkpoint = partial(saved_checkpoints.saved_early_in_an_epoch, after=0)
-        wait_for(first_checkpoint, job, what="a first checkpoint", poll_s=0.01)
-        requeued(job, tmp_path / "run0.log", 1)
+        requeued(job, tmp_path / "run0.log", stops[0], 1)
         for restart in (1, 2):
-            saved = {path: global_step(path) for path in [*run_dir.glob("hpc_ckpt_*.ckpt"), last]}
-            saved_checkpoints = SavedCheckpoints(last, steps_per_epoch, every=25)
+            saved = {
+                path: global_step(path)
+                for path in [*run_dir.glob("hpc_ckpt_*.ckpt"), *run_dir.glob("checkpoints/last.ckpt")]
+            }
             log = tmp_path / f"run{restart}.log"
             job = started(log, SLURM_RESTART_COUNT=str(restart))
             if restart == 1:  # requeued again, once it has trained on past its checkpoint
-                going_on = partial(saved_checkpoints.saved_early_in_an_epoch, after=max(saved.values()))
-                wait_for(going_on, job, what="a checkpoint of the requeued run", poll_s=0.01)
-                requeued(job, log, 2)
+                requeued(job, log, stops[1], 2)
             else:
                 assert job.wait(timeout=600) == 0, log.read_text()
             output = log.read_text()
@@ -690,12 +797,10 @@ def test_a_slurm_job_requeued_twice_continues_from_its_checkpoints_with_its_step
                 job.wait()
 
     assert requeues.read_text().splitlines() == ["requeue 4242"] * 2
-    # Each signal landed while its run trained: the first after it began, the second after the
-    # requeued run had gone on from where the first stopped.
+    # Each requeued run resumed where the signal stopped the run before it, and trained on to the end.
     hpc = [global_step(run_dir / f"hpc_ckpt_{number}.ckpt") for number in (1, 2)]
-    assert 0 < hpc[0] <= resumed_at[0] < hpc[1] <= resumed_at[1] < total, (hpc, resumed_at)
-    assert all(step % steps_per_epoch for step in resumed_at), f"stopped at an epoch's end: {resumed_at}"
-    assert global_step(last) == total  # 8 epochs of 100 steps in all, as if never stopped
+    assert hpc == resumed_at == list(stops)
+    assert global_step(run_dir / "checkpoints" / "last.ckpt") == total  # as if never stopped
     # The curves go on in the same TensorBoard run: each requeued run logs the steps an unstopped
     # run logs, from the step it resumed at on, and the three runs together log each of them once.
     logged = list(range(log_every - 1, total, log_every))
