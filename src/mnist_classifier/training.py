@@ -250,6 +250,8 @@ def quiet_libraries() -> None:
     # Lightning's model summary sizes weights of a mixed precision at 32 bits, and says so.
     warnings.filterwarnings("ignore", message=r"Precision .* is not supported by the model summary")
     logging.getLogger("lightning.pytorch.loggers.mlflow").addFilter(not_experiment_creation)
+    # MLflow's store uses a loader option of SQLAlchemy's that SQLAlchemy deprecates: a note to MLflow.
+    warnings.filterwarnings("ignore", message="The ``noload`` loader strategy is deprecated")
 
 
 def not_experiment_creation(record: logging.LogRecord) -> bool:

@@ -100,7 +100,11 @@ class OptunaSweeper(SweeperBase):
                 done, running = progress(study)
                 wanted = min(self.n_jobs, self.n_trials - done - running)
                 if wanted > 0:
-                    trials = [study.ask() for _ in range(wanted)]  # retries of dead workers' trials first
+                    with warnings.catch_warnings():
+                        # Optuna's note that heartbeats are meant for `optimize`: this worker beats them
+                        # itself (Heartbeats), as `optimize` does.
+                        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be")
+                        trials = [study.ask() for _ in range(wanted)]  # dead workers' trials' retries first
                     if not seeded and self.sampler is not None:
                         study.sampler = self._sampler(trials[0].number)
                         seeded = True
