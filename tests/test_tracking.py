@@ -22,7 +22,6 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 from playwright.sync_api import sync_playwright
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from mnist_classifier.config import preflight
@@ -31,17 +30,12 @@ from mnist_classifier.tracker_settings import tracking_experiment, tracking_run
 from mnist_classifier.tracking import finish, log_results
 
 from .conftest import TINY_RUN, TrainedRun, run_script, user_environment, wait_for
+from .test_dashboards import events
 from .test_serve import CHROMIUM_FLAGS
 
 # MLflow's client, in this process, runs a query option that SQLAlchemy deprecates: a note to MLflow.
 pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy is deprecated")
 SERVER_SECONDS = 120  # for `mlflow ui` to start its workers on a busy machine
-
-
-def events(log_dir: Path) -> EventAccumulator:
-    accumulator = EventAccumulator(str(log_dir))
-    accumulator.Reload()
-    return accumulator
 
 
 def scalars(log_dir: Path, tag: str) -> list[tuple[int, float]]:

@@ -24,7 +24,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_classifier.errors import BadInput
+from mnist_classifier.errors import BadInput, unwritable
 
 MLFLOW_LOGGER = "lightning.pytorch.loggers.MLFlowLogger"
 # A tracker's Lightning logger -> the package it needs and the extra of ours that installs it.
@@ -128,7 +128,7 @@ def check_mlflow_store(key: str, uri: str) -> None:
                 "(mlflow server) or give a local store, sqlite:///PATH/mlflow.db"
             ) from error
     elif store := local_store(uri):
-        if not writable_folder(store.parent):
+        if unwritable(store.parent):
             raise BadInput(
                 f"{key}={uri} is invalid: {store.parent} cannot be made or written; give a store in a "
                 "folder of yours, sqlite:///PATH/mlflow.db"
@@ -158,14 +158,6 @@ def check_wandb_key(key: str) -> None:
         f"{key}=false is invalid without a W&B API key: set WANDB_API_KEY or run wandb login; or "
         "keep the run offline (the default) and upload it later with wandb sync"
     )
-
-
-def writable_folder(folder: Path) -> bool:
-    """Whether the folder exists and can be written, or could be made in its nearest existing one."""
-    existing = folder
-    while not existing.exists():
-        existing = existing.parent
-    return existing.is_dir() and os.access(existing, os.W_OK | os.X_OK)
 
 
 def mlflow_link(tracking_uri: str, experiment_id: str, run_id: str) -> str:
