@@ -22,16 +22,17 @@ def as_in_a_run() -> None:
 
 
 def quiet_trainer(**settings) -> L.Trainer:
-    """A trainer that logs and saves nothing. The fits that only train pass `val_dataloaders=[]`: no
-    validation, said so, rather than Lightning's note that the classifier's validation_step is unused."""
-    return L.Trainer(
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        **settings,
-    )
+    """A trainer that saves nothing and logs nothing unless given a `logger`. The fits that only train
+    pass `val_dataloaders=[]`: no validation, said so, rather than Lightning's note that the
+    classifier's validation_step is unused."""
+    quiet = {
+        "accelerator": "cpu",
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+    }
+    return L.Trainer(**(quiet | settings))
 
 
 def one_batch(size: int = 32, seed: int = 0) -> DataLoader:
@@ -130,15 +131,11 @@ def test_training_curves_log_the_step_loss_every_n_steps_and_the_epoch_means(tmp
             return loss
 
     classifier = RecordingClassifier(LeNet(), nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.01))
-    trainer = L.Trainer(
-        accelerator="cpu",
+    trainer = quiet_trainer(
         max_epochs=2,
         limit_val_batches=0,
         log_every_n_steps=4,
         logger=L.pytorch.loggers.CSVLogger(tmp_path, name="", version=""),
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
     )
     trainer.fit(classifier, train_dataloaders=batches, val_dataloaders=[])
     with open(tmp_path / "metrics.csv") as file:
@@ -170,15 +167,11 @@ def test_train_acc_is_the_share_of_each_epochs_training_predictions_that_were_ri
             return super().training_step(batch, batch_idx)
 
     classifier = RecordingClassifier(LeNet(), nn.CrossEntropyLoss(), partial(torch.optim.Adam, lr=1e-2))
-    trainer = L.Trainer(
-        accelerator="cpu",
+    trainer = quiet_trainer(
         max_epochs=3,
         limit_val_batches=0,
         log_every_n_steps=6,  # an epoch's steps
         logger=L.pytorch.loggers.CSVLogger(tmp_path, name="", version=""),
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
     )
     trainer.fit(classifier, train_dataloaders=batches, val_dataloaders=[])
     with open(tmp_path / "metrics.csv") as file:

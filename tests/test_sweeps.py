@@ -47,6 +47,15 @@ TINY_JOB = ["data.val_size=40", "data.batch_size=16", "trainer.max_epochs=1"]
 # long without one (its trial would be failed under it), so the grace is many intervals.
 GRACE_S = 20
 QUICK_HEARTBEAT = ["hydra.sweeper.heartbeat_interval=1", f"hydra.sweeper.grace_period={GRACE_S}"]
+PRUNER = "callbacks.optuna_pruning.pruner"
+# A pruner that stops every trial at its first report, after epoch 1 of 2: val/acc is never 1.5.
+PRUNED_AT_FIRST_REPORT = [
+    "trainer.max_epochs=2",
+    "pruner=none",
+    f"{PRUNER}._target_=optuna.pruners.ThresholdPruner",
+    f"+{PRUNER}.lower=1.5",
+    f"+{PRUNER}.n_warmup_steps=0",
+]
 # The test that is first to use a shared study builds it (pytest-timeout counts fixtures): workers
 # started in rounds, one of them killed and its trial waited out; several times what it takes alone.
 SHARED_STUDY_TIMEOUT_S = 600
@@ -557,16 +566,10 @@ def test_a_sweep_refuses_a_study_of_the_other_direction_in_one_line_before_any_t
 def test_a_trial_the_pruner_stops_is_pruned_in_the_study_in_its_record_and_in_the_report(
     tiny_mnist: Path, tmp_path: Path
 ) -> None:
-    # A pruner that stops every trial at its first report, after epoch 1 of 2: val/acc is never 1.5.
-    pruner = "callbacks.optuna_pruning.pruner"
     result = sweep(
         "hparams_search=optuna",
         "hydra.sweeper.n_trials=1",
-        "trainer.max_epochs=2",
-        "pruner=none",
-        f"{pruner}._target_=optuna.pruners.ThresholdPruner",
-        f"+{pruner}.lower=1.5",
-        f"+{pruner}.n_warmup_steps=0",
+        *PRUNED_AT_FIRST_REPORT,
         f"hydra.sweep.dir={tmp_path}",
         data_dir=tiny_mnist,
     )
@@ -651,27 +654,22 @@ def test_a_ddp_trial_runs_its_ranks_in_its_own_run_dir_without_a_sweep_per_rank(
     assert run_dir.name.startswith("0_")
     assert (result.stdout + result.stderr).count("test accuracy:") == 1  # one summary, from rank 0
     # 80 training images over 2 processes: 40 each, 3 batches of 16, so 3 optimizer steps.
-    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 3
+    assert global_step(run_dir / "checkpoints" / "last.ckpt") == 3
 
 
 @pytest.mark.slow
 def test_a_ddp_trial_the_pruner_stops_ends_on_both_ranks_and_is_pruned(
     tiny_mnist: Path, tmp_path: Path
 ) -> None:
-    # Gloo on the CPU: two ranks. The pruner stops every trial at its first report, after epoch 1 of
-    # 2; rank 0 decides and both ranks must stop there, or the other waits for it forever.
-    pruner = "callbacks.optuna_pruning.pruner"
+    # Gloo on the CPU: two ranks. Rank 0 decides, and both ranks must stop at the first report, or
+    # the other waits for it forever.
     result = sweep(
         "hparams_search=optuna",
         "hydra.sweeper.n_trials=1",
         "trainer=ddp",
         "trainer.accelerator=cpu",
         "trainer.devices=2",
-        "trainer.max_epochs=2",
-        "pruner=none",
-        f"{pruner}._target_=optuna.pruners.ThresholdPruner",
-        f"+{pruner}.lower=1.5",
-        f"+{pruner}.n_warmup_steps=0",
+        *PRUNED_AT_FIRST_REPORT,
         f"paths.log_dir={tmp_path}",
         data_dir=tiny_mnist,
     )
