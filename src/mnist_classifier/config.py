@@ -16,6 +16,7 @@ import inspect
 import os
 import zipfile
 from collections.abc import Iterable, Iterator
+from dataclasses import fields
 from pathlib import Path
 
 from hydra import compose as hydra_compose
@@ -183,9 +184,6 @@ def different_weights(ours: dict[str, list[int]], theirs: dict[str, list[int]]) 
     return f"{name} is {theirs[name]} there and {ours[name]} in this model"
 
 
-DATASET_FIELDS = ("name", "folder", "classes", "variable", "torchvision_class")
-
-
 def check_data(cfg: DictConfig) -> None:
     """The data set's files are there (or will be downloaded into a folder that can be written), and
     its training split holds more images than data.val_size cuts from it: from the files' headers
@@ -193,7 +191,7 @@ def check_data(cfg: DictConfig) -> None:
     data = cfg.get("data")
     if not isinstance(data, DictConfig) or "dataset" not in data or data.get("data_dir") is None:
         return
-    dataset = DataSet(**{name: data.dataset.get(name) for name in DATASET_FIELDS})
+    dataset = DataSet(**{field.name: data.dataset.get(field.name) for field in fields(DataSet)})
     data_dir = Path(str(data.data_dir))
     if missing := missing_files(data_dir, dataset):
         if not data.get("download"):
