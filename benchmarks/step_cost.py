@@ -36,7 +36,6 @@ from instructions import InstructionCounter, counting, run_counted
 from lightning.pytorch.callbacks import TQDMProgressBar
 from omegaconf import DictConfig
 
-from mnist_classifier.checkpoints import InferenceRecord
 from mnist_classifier.config import compose
 from mnist_classifier.cpu_time import OtherWork
 from mnist_classifier.errors import ArgumentParser, BadInput, entry_point
@@ -47,23 +46,25 @@ MODELS = ("lenet", "mlp")
 CALLBACKS = {  # train.py's callbacks (conf/callbacks/default.yaml), as the rows add them
     "checkpoints": ["model_checkpoint", "last_checkpoint"],
     "learning-rate monitor": ["learning_rate_monitor"],
-    "dashboards": ["confusion_matrices", "misclassified_digits", "training_inputs", "parameter_histograms"],
-    "epoch log": ["epoch_log"],
+    "dashboards": ["dashboards"],
+    "run log": ["run_log"],
 }
 ROWS = (
     "hand loop (forward, backward, optimizer step)",
     "Lightning's loop (a plain LightningModule)",
     "+ the data module (batches from tensors, transfer hooks)",
+    "+ the trainer's profiler setting (hook_calls.Unprofiled)",
     "+ the classifier's metrics and step logs",
-    "+ checkpoints, model summary",
+    "+ checkpoints",
     "+ TensorBoard logger",
     "+ learning-rate monitor",
     "+ dashboards",
-    "+ epoch log = train.py",
+    "+ run log = train.py",
     "train.py + progress bar (a terminal)",
     "hand loop + augment=affine",
     "train.py + augment=affine",
 )
+TRAIN_PY = ROWS[9]
 
 
 class PlainModule(L.LightningModule):
@@ -120,6 +121,7 @@ def row_fits(cfg: DictConfig, out: Path, device: str) -> dict[str, Callable[[int
     steps_per_epoch = len(datamodule.train_dataloader())
 
     def fit(module, groups: list[str], logger: bool, steps: int, validate: bool, **options) -> None:
+        """A fit of `steps` steps: Lightning's defaults, with train.py's settings for what is asked."""
         names = [name for group in groups for name in CALLBACKS[group]]
         fresh = {"dirpath": tempfile.mkdtemp(dir=out)}  # as a new run's: no checkpoints there yet
         callbacks = [
@@ -128,17 +130,16 @@ def row_fits(cfg: DictConfig, out: Path, device: str) -> dict[str, Callable[[int
             if cfg.callbacks.get(name) is not None
         ]
         checkpoints = "checkpoints" in groups
-        if checkpoints:
-            callbacks.append(InferenceRecord(cfg.model, cfg.data))
         if options.get("progress"):
             callbacks.append(TQDMProgressBar(refresh_rate=cfg.callbacks.progress_bar.refresh_rate))
         trainer = L.Trainer(
             accelerator=accelerator, devices=1, max_epochs=1, limit_train_batches=steps,
             limit_val_batches=1.0 if validate else 0, num_sanity_val_steps=0,
             logger=instantiate(cfg.logger.tensorboard) if logger else False, callbacks=callbacks,
-            enable_checkpointing=checkpoints, enable_model_summary=checkpoints,
+            enable_checkpointing=checkpoints, enable_model_summary=False,
             enable_progress_bar=bool(options.get("progress")), default_root_dir=out,
             log_every_n_steps=cfg.trainer.log_every_n_steps,
+            profiler=instantiate(cfg.trainer.profiler) if options.get("profiler", True) else None,
         )  # fmt: skip
         if options.get("plain_batches"):
             trainer.fit(module, train_dataloaders=Batches(hand.train_batches, steps_per_epoch))
@@ -148,17 +149,20 @@ def row_fits(cfg: DictConfig, out: Path, device: str) -> dict[str, Callable[[int
     every = list(CALLBACKS)
     return {
         ROWS[0]: lambda steps, validate: (hand.train(steps), validate and hand.validate()),
-        ROWS[1]: lambda steps, validate: fit(plain, [], False, steps, validate, plain_batches=True),
-        ROWS[2]: lambda steps, validate: fit(plain, [], False, steps, validate),
-        ROWS[3]: lambda steps, validate: fit(classifier, [], False, steps, validate),
-        ROWS[4]: lambda steps, validate: fit(classifier, every[:1], False, steps, validate),
-        ROWS[5]: lambda steps, validate: fit(classifier, every[:1], True, steps, validate),
-        ROWS[6]: lambda steps, validate: fit(classifier, every[:2], True, steps, validate),
-        ROWS[7]: lambda steps, validate: fit(classifier, every[:3], True, steps, validate),
-        ROWS[8]: lambda steps, validate: fit(classifier, every, True, steps, validate),
-        ROWS[9]: lambda steps, validate: fit(classifier, every, True, steps, validate, progress=True),
-        ROWS[10]: lambda steps, validate: (hand_affine.train(steps), validate and hand_affine.validate()),
-        ROWS[11]: lambda steps, validate: fit(classifier, every, True, steps, validate, data=augmented_data),
+        ROWS[1]: lambda steps, validate: fit(
+            plain, [], False, steps, validate, plain_batches=True, profiler=False
+        ),
+        ROWS[2]: lambda steps, validate: fit(plain, [], False, steps, validate, profiler=False),
+        ROWS[3]: lambda steps, validate: fit(plain, [], False, steps, validate),
+        ROWS[4]: lambda steps, validate: fit(classifier, [], False, steps, validate),
+        ROWS[5]: lambda steps, validate: fit(classifier, every[:1], False, steps, validate),
+        ROWS[6]: lambda steps, validate: fit(classifier, every[:1], True, steps, validate),
+        ROWS[7]: lambda steps, validate: fit(classifier, every[:2], True, steps, validate),
+        ROWS[8]: lambda steps, validate: fit(classifier, every[:3], True, steps, validate),
+        TRAIN_PY: lambda steps, validate: fit(classifier, every, True, steps, validate),
+        ROWS[10]: lambda steps, validate: fit(classifier, every, True, steps, validate, progress=True),
+        ROWS[11]: lambda steps, validate: (hand_affine.train(steps), validate and hand_affine.validate()),
+        ROWS[12]: lambda steps, validate: fit(classifier, every, True, steps, validate, data=augmented_data),
     }, steps_per_epoch
 
 
@@ -169,8 +173,10 @@ def measure(model: str, args: argparse.Namespace, cost: Callable[[Callable[[], o
         overrides = [f"model={model}", f"data.batch_size={args.batch_size}", "augment=none", *args.overrides]
         cfg = compose(overrides, out)
         fits, steps_per_epoch = row_fits(cfg, Path(out), args.device)
+        counted = {0, 1, ROWS.index(TRAIN_PY), *(args.rows or range(len(ROWS)))}
+        fits = {row: run for index, (row, run) in enumerate(fits.items()) if index in counted}
         per_step: dict[str, list[float]] = {row: [] for row in fits}
-        epoch_end: dict[str, list[float]] = {ROWS[0]: [], ROWS[8]: []}
+        epoch_end: dict[str, list[float]] = {ROWS[0]: [], TRAIN_PY: []}
         warned: dict[int, list[str]] = {}
         for round in range(args.rounds + 1):  # the first round warms up: allocations, lazy imports
             for row, run in fits.items():
@@ -179,7 +185,7 @@ def measure(model: str, args: argparse.Namespace, cost: Callable[[Callable[[], o
                     with warnings.catch_warnings(record=True) as caught:
                         warnings.simplefilter("always")
                         costs[steps] = cost(lambda run=run, steps=steps: run(steps, False))
-                    if row == ROWS[8]:
+                    if row == TRAIN_PY:
                         warned[steps] = [f"{w.category.__name__}: {str(w.message)[:70]}" for w in caught]
                 if round == 0:
                     continue
@@ -199,8 +205,8 @@ def measure(model: str, args: argparse.Namespace, cost: Callable[[Callable[[], o
 
 def table(model: str, batch_size: int, result: dict, instructions: bool) -> str:
     per_step, epoch_end, steps = result["per_step"], result["epoch_end"], result["steps_per_epoch"]
-    hand, train = per_step[ROWS[0]], per_step[ROWS[8]]
-    hand_end, train_end = epoch_end[ROWS[0]], epoch_end[ROWS[8]]
+    hand, plain, train = per_step[ROWS[0]], per_step[ROWS[1]], per_step[TRAIN_PY]
+    hand_end, train_end = epoch_end[ROWS[0]], epoch_end[TRAIN_PY]
     unit, scale = ("thousand instructions", 1e-3) if instructions else ("µs", 1e6)
     lines = [
         f"**{model}**, batch {batch_size}" + (", one thread" if instructions else ""),
@@ -220,6 +226,8 @@ def table(model: str, batch_size: int, result: dict, instructions: bool) -> str:
         f"| {(train + train_end / steps) * scale:,.0f} "
         f"| {(train - hand + (train_end - hand_end) / steps) * scale:+,.0f} |",
         "",
+        f"Ours, a step: train.py over Lightning's plain loop, {(train - plain) * scale:+,.0f} {unit}.",
+        "",
         f"Warnings raised in train.py's fit: {result['warnings_per_step']:.2f} a step; in a fit of "
         f"{result['long']} steps: " + ("; ".join(result["warnings"]) or "none"),
     ]
@@ -234,6 +242,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--short", type=int, default=40, help="training steps of the short fit")
     parser.add_argument("--long", type=int, default=240, help="training steps of the long fit")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--rows", type=int, nargs="+", choices=range(len(ROWS)), metavar="ROW",
+        help="only these rows, by their number from 0 in the table; the hand loop (0), Lightning's plain "
+        "loop (1) and train.py (9) are always measured",
+    )  # fmt: skip
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument(
         "--instructions", action="store_true", help="count instructions (valgrind's callgrind), not time"

@@ -146,8 +146,8 @@ CASES: list[tuple[str, Callable, Callable[[Context], list[str]], str]] = [
     ("ema decay", train, lambda c: ["callbacks=ema", "callbacks.ema.decay=1"], "callbacks.ema.decay=1 is invalid: a number > 0 and < 1"),
     ("patience", train, lambda c: ["callbacks=early_stopping", "callbacks.early_stopping.patience=0"], "callbacks.early_stopping.patience=0 is invalid: an integer >= 1"),
     ("last every", train, lambda c: ["callbacks.last_checkpoint.every_n_train_steps=0"], "callbacks.last_checkpoint.every_n_train_steps=0 is invalid: an integer >= 1, or null"),
-    ("misclassified", train, lambda c: ["callbacks.misclassified_digits.count=-1"], "callbacks.misclassified_digits.count=-1 is invalid: an integer >= 0"),
-    ("histograms", train, lambda c: ["callbacks.parameter_histograms.every_n_steps=-1"], "callbacks.parameter_histograms.every_n_steps=-1 is invalid: an integer >= 0"),
+    ("misclassified", train, lambda c: ["callbacks.dashboards.misclassified_digits=-1"], "callbacks.dashboards.misclassified_digits=-1 is invalid: an integer >= 0"),
+    ("histograms", train, lambda c: ["callbacks.dashboards.histograms_every_n_steps=-1"], "callbacks.dashboards.histograms_every_n_steps=-1 is invalid: an integer >= 0"),
     # train.py: the Trainer's arguments, passed through to Lightning
     ("accelerator", train, lambda c: ["trainer.accelerator=tpu"], "trainer.accelerator=tpu is invalid: one of auto, cpu, gpu, cuda, mps"),
     ("gpu", train, lambda c: ["trainer.accelerator=gpu"], "trainer.accelerator=gpu is invalid: this machine has no CUDA GPU"),

@@ -113,7 +113,7 @@ def test_readme_lists_exactly_the_options_of_each_group() -> None:
         ("model.hidden_sizes", [[120, 84], [5]], [[], [120, 0], "x", [1.5]], "a list of one or more"),
         ("callbacks.last_checkpoint.every_n_train_steps", [None, 5], [0], "an integer >= 1, or null"),
         ("trainer.devices", ["auto", -1, 2], [0, "all"], "an integer >= 1, or one of auto, -1"),
-        ("callbacks.parameter_histograms.every_n_steps", [0, 200], [-1], "an integer >= 0 (0: off)"),
+        ("callbacks.dashboards.histograms_every_n_steps", [0, 200], [-1], "an integer >= 0 (0: off)"),
         ("augment.elastic_cells", [2, 64], [1, 65, 4.5], "an integer >= 2 and <= 64"),
     ],
 )

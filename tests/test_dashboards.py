@@ -27,12 +27,7 @@ from torchvision.utils import make_grid
 
 from mnist_classifier.augment import RandomAffine
 from mnist_classifier.dashboards import callbacks
-from mnist_classifier.dashboards.callbacks import (
-    ConfusionMatrices,
-    MisclassifiedDigits,
-    ParameterHistograms,
-    TrainingInputs,
-)
+from mnist_classifier.dashboards.callbacks import Dashboards
 from mnist_classifier.dashboards.drawing import CELL, confusion_image
 from mnist_classifier.data import MNISTDataModule
 from mnist_classifier.models import LeNet
@@ -98,7 +93,7 @@ def test_confusion_matrices_count_each_validation_and_test_image_once(
         return confusion_image(counts, title)
 
     monkeypatch.setattr(callbacks, "confusion_image", recording_image)
-    fit_and_test(tiny_mnist, tmp_path, [ConfusionMatrices()])
+    fit_and_test(tiny_mnist, tmp_path, [Dashboards()])
 
     # Two validation epochs (the sanity check is left out, so 40 images each), then the 40 test images.
     assert [title for _, title in plotted] == [
@@ -158,7 +153,7 @@ def test_the_confusion_matrix_has_a_row_per_true_class_and_a_column_per_predicti
     classifier = Classifier(SaysTheFirstPixel(), nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.01))
     logger = L.pytorch.loggers.TensorBoardLogger(tmp_path, name="", version="")
     trainer = L.Trainer(
-        accelerator="cpu", logger=logger, callbacks=[ConfusionMatrices()], enable_progress_bar=False
+        accelerator="cpu", logger=logger, callbacks=[Dashboards()], enable_progress_bar=False
     )
     trainer.test(classifier, DataLoader(TensorDataset(images, labels), batch_size=8), verbose=False)
     expected = torch.diag(torch.tensor([3] * 10))
@@ -185,7 +180,7 @@ def test_misclassified_digits_are_the_wrong_predictions_with_their_probability(
     net[1].bias.data = torch.log(torch.tensor([3.0] + [1.0] * 9))
     classifier = Classifier(net, nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.01))
     datamodule = MNISTDataModule(tiny_mnist, data_set("mnist"), val_size=40, download=False)
-    misclassified = MisclassifiedDigits(count=5)
+    misclassified = Dashboards(misclassified_digits=5)
     logger = L.pytorch.loggers.TensorBoardLogger(tmp_path, name="", version="")
     trainer = L.Trainer(
         accelerator="cpu", logger=logger, callbacks=[misclassified], enable_progress_bar=False
@@ -215,7 +210,7 @@ def test_training_inputs_are_logged_once_as_the_model_trains_on_them_distorted(
         limit_val_batches=0,
         log_every_n_steps=5,  # an epoch's steps
         logger=L.pytorch.loggers.TensorBoardLogger(tmp_path, name="", version=""),
-        callbacks=[TrainingInputs(count=16)],
+        callbacks=[Dashboards(training_inputs=16)],
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -253,14 +248,26 @@ def test_per_class_accuracy_is_each_classs_own(tiny_mnist: Path, tmp_path: Path)
 def test_histograms_are_off_by_default_and_one_setting_turns_them_on(
     tiny_mnist: Path, tmp_path: Path
 ) -> None:
-    fit_and_test(tiny_mnist, tmp_path / "off", [ParameterHistograms()])
+    fit_and_test(tiny_mnist, tmp_path / "off", [Dashboards()])
     assert events(tmp_path / "off").Tags()["histograms"] == []
+    assert set(events(tmp_path / "off").Tags()["images"]) == {
+        "train/inputs",
+        "val/confusion_matrix",
+        "test/confusion_matrix",
+        "test/misclassified",
+    }
 
-    fit_and_test(tiny_mnist, tmp_path / "on", [ParameterHistograms(every_n_steps=2)], epochs=1)
+    fit_and_test(tiny_mnist, tmp_path / "on", [Dashboards(histograms_every_n_steps=2)], epochs=1)
     tags = set(events(tmp_path / "on").Tags()["histograms"])
     assert {"weights/net.conv1.weight", "gradients/net.conv1.weight", "gradients/net.fc3.bias"} <= tags
     # 5 steps (80 training images, batches of 16): steps 0, 2 and 4.
     assert [event.step for event in events(tmp_path / "on").Histograms("weights/net.fc1.weight")] == [0, 2, 4]
+
+
+def test_each_picture_is_turned_off_by_its_own_setting(tiny_mnist: Path, tmp_path: Path) -> None:
+    off = Dashboards(confusion_matrices=False, misclassified_digits=0, training_inputs=0)
+    fit_and_test(tiny_mnist, tmp_path, [off], epochs=1)
+    assert events(tmp_path).Tags()["images"] == []
 
 
 @pytest.mark.slow

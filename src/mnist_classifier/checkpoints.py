@@ -16,7 +16,6 @@ from typing import Any
 
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch import Callback, LightningModule, Trainer
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -81,18 +80,6 @@ def inference_record(model: DictConfig, datamodule: MNISTDataModule) -> dict:
         "mean": datamodule.mean,
         "std": datamodule.std,
     }
-
-
-class InferenceRecord(Callback):
-    """Writes the inference record into every checkpoint the run saves."""
-
-    def __init__(self, model: DictConfig) -> None:
-        self.model = model
-
-    def on_save_checkpoint(
-        self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
-    ) -> None:
-        checkpoint[RECORD] = inference_record(self.model, trainer.datamodule)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

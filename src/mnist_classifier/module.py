@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule
+from lightning.pytorch.strategies import Strategy
 from torch import nn
 from torch.optim import Optimizer
 from torchmetrics import MaxMetric, MeanMetric, Metric
@@ -30,6 +31,34 @@ class BatchMean(MeanMetric):
         # In place: `+=` would set the attribute anew, through a module's slow __setattr__.
         self.mean_value.add_(value * weight)
         self.weight.add_(weight)
+
+
+class TrainingSums(nn.Module):
+    """A training epoch's summed loss (weighted by batch size) and right predictions, kept on the net's
+    device, and its count of images: a step adds to them with a few tensor operations and reads
+    nothing back to the host (a torchmetrics update costs several times that in Python, every step);
+    the epoch's end reads them once, summed over the processes of a data-parallel run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        # Not in checkpoints: an epoch's sums start afresh with the epoch, as a resumed run's do.
+        self.register_buffer("loss", torch.zeros(()), persistent=False)
+        self.register_buffer("right", torch.zeros((), dtype=torch.long), persistent=False)
+        self.images = 0
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        self.loss.add_(loss, alpha=len(labels))
+        self.right.add_((logits.argmax(dim=1) == labels).sum())
+        self.images += len(labels)
+
+    def means(self, strategy: Strategy) -> dict[str, torch.Tensor]:
+        """The epoch's mean loss and accuracy over every process's images; the sums then start afresh."""
+        sums = torch.stack([self.loss, self.right.to(self.loss.dtype), self.loss.new_tensor(self.images)])
+        loss, right, images = strategy.reduce(sums, reduce_op="sum")
+        self.loss.zero_()
+        self.right.zero_()
+        self.images = 0
+        return {"train/loss_epoch": loss / images, "train/acc": right / images}
 
 
 class Classifier(LightningModule):
@@ -72,10 +101,9 @@ class Classifier(LightningModule):
         self.loss = loss
         self.optimizer_factory = optimizer
         self.scheduler_config = scheduler
-        # Updated every step, computed once an epoch: no host sync per step (validate_args and a NaN
+        # Updated every batch, computed once an epoch: no host sync per batch (validate_args and a NaN
         # check would each read a tensor back).
-        self.train_loss = BatchMean()
-        self.train_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
+        self.train_sums = TrainingSums()
         self.val_loss, self.test_loss = BatchMean(), BatchMean()
         self.val_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
         self.test_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
@@ -83,9 +111,15 @@ class Classifier(LightningModule):
         # Saved in checkpoints (torchmetrics states are not, by default), so a resumed run keeps it.
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)
+        # What every checkpoint carries beside Lightning's state (train.py puts the inference record
+        # here): a module hook, where a callback's hooks would be called at every step.
+        self.checkpoint_entries: dict[str, Any] = {}
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images.contiguous(memory_format=self.memory_format))
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint.update(self.checkpoint_entries)
 
     def on_train_start(self) -> None:
         # A new fit starts its best afresh; a resumed one keeps the best its checkpoint holds.
@@ -102,14 +136,14 @@ class Classifier(LightningModule):
         images, labels = batch
         logits = self(images)
         loss = self.loss(logits, labels)
-        self.train_loss.update(loss.detach(), weight=len(labels))
-        self.train_acc.update(logits.detach(), labels)
+        self.train_sums.add(loss.detach(), logits.detach(), labels)
         if self.logs_this_step():
             self.log("train/loss_step", loss.detach(), prog_bar=True)
         return loss
 
     def on_train_epoch_end(self) -> None:
-        self.log_epoch({"train/loss_epoch": self.train_loss, "train/acc": self.train_acc})
+        for name, value in self.train_sums.means(self.trainer.strategy).items():
+            self.log(name, value)
 
     def log_epoch(self, metrics: Mapping[str, Metric], prog_bar: bool = False) -> None:
         """Each metric's value over the epoch, logged; the metric then starts afresh."""

@@ -160,20 +160,17 @@ class Ema(Section):
     start_epoch: rule(int, "the first epoch averaged, from 0", ge=0) = None
 
 
-class MisclassifiedDigits(Section):
-    count: rule(int, "digits shown", ge=0) = None
-
-
-class ParameterHistograms(Section):
-    every_n_steps: rule(int, "0: off", ge=0) = None
+class Dashboards(Section):
+    misclassified_digits: rule(int, "digits shown, 0: off", ge=0) = None
+    training_inputs: rule(int, "images shown, 0: off", ge=0) = None
+    histograms_every_n_steps: rule(int, "0: off", ge=0) = None
 
 
 class Callbacks(Section):
     last_checkpoint: LastCheckpoint | None = None
     early_stopping: EarlyStopping | None = None
     ema: Ema | None = None
-    misclassified_digits: MisclassifiedDigits | None = None
-    parameter_histograms: ParameterHistograms | None = None
+    dashboards: Dashboards | None = None
 
 
 class TensorBoard(Section):

@@ -18,9 +18,10 @@ from hydra.utils import instantiate
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.model_summary import summarize
 from omegaconf import DictConfig, open_dict
 
-from mnist_classifier.checkpoints import InferenceRecord, check_same_model, load_checkpoint
+from mnist_classifier.checkpoints import RECORD, check_same_model, inference_record, load_checkpoint
 from mnist_classifier.config import check_targets, validate
 from mnist_classifier.data import MNISTDataModule
 from mnist_classifier.errors import reading_input
@@ -195,8 +196,8 @@ def build(cfg: DictConfig, resume_from: Path | None = None) -> tuple[MNISTDataMo
     user's files or checkpoint hold that cannot work is refused as bad input (BadInput) before
     training starts; any other error is a failure.
 
-    The progress bar is drawn only on a terminal; in a log, `EpochLog` writes a line per epoch.
-    Every checkpoint gets the inference record (checkpoints.InferenceRecord).
+    The progress bar is drawn only on a terminal; in a log, `RunLog` writes a line per epoch.
+    Every checkpoint gets the inference record (checkpoints.inference_record).
     """
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     with reading_input():
@@ -208,6 +209,7 @@ def build(cfg: DictConfig, resume_from: Path | None = None) -> tuple[MNISTDataMo
             check_same_model(load_checkpoint(resume_from), classifier, resume_from)
         datamodule.prepare_data()
         datamodule.setup("fit")
+        classifier.checkpoint_entries[RECORD] = inference_record(cfg.model, datamodule)
         with local_stores_locked(cfg):
             loggers = instantiate_all(cfg.get("logger"))
             open_runs(loggers)
@@ -217,7 +219,6 @@ def build(cfg: DictConfig, resume_from: Path | None = None) -> tuple[MNISTDataMo
     terminal = sys.stderr.isatty()
     if not terminal:
         callbacks = [callback for callback in callbacks if not isinstance(callback, ProgressBar)]
-    callbacks.append(InferenceRecord(cfg.model))
     trainer = instantiate(cfg.trainer, logger=loggers, callbacks=callbacks, enable_progress_bar=terminal)
     return datamodule, classifier, trainer
 
@@ -263,9 +264,16 @@ def not_experiment_creation(record: logging.LogRecord) -> bool:
 EPOCH_METRICS = ("train/loss_step", "val/loss", "val/acc", "val/acc_best")
 
 
-class EpochLog(Callback):
-    """One line per validated epoch (the last step's loss, the validation loss and accuracies) when
-    no progress bar shows them, e.g. when the output goes to a log file."""
+class RunLog(Callback):
+    """What a run writes to its log as it trains: the net's summary at the start, and one line per
+    validated epoch (the last step's loss, the validation loss and accuracies) when no progress bar
+    shows them, e.g. when the output goes to a log file. One callback for both, as Lightning calls
+    every hook of every callback at every step: its own ModelSummary would be one more
+    (trainer.enable_model_summary is off)."""
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.is_global_zero:
+            log.info("\n%s", summarize(pl_module, max_depth=1))
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # Not on_validation_epoch_end: callbacks run that before the module logs val/acc_best.
