@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The GPU figures of docs/benchmarks.md, in one run of at most 8 minutes on one GPU: for the default
+# The GPU figures of docs/benchmarks.md, in one run of at most 10 minutes on one GPU: for the default
 # recipe and experiment=lenet_fast, with classifier.compile off and on, the seconds an epoch, the
 # wall seconds of the run (start to printed summary) and its test accuracy (the time to 99% is the
-# run's when it ends at or above 99%); then Lightning against the hand loop on the GPU. The data
-# set lives on the GPU (the data module puts its tensors on the trainer's device).
+# run's when it ends at or above 99%); then Lightning against the hand loop on the GPU, and where a
+# step's time goes (step_cost.py: the hand loop, Lightning's plain loop, train.py, and the line
+# "Ours, a step": train.py's own share over Lightning's). The data set lives on the GPU (the data
+# module puts its tensors on the trainer's device).
 #
 #   benchmarks/gpu.sh            # MNIST from $MNIST_DATA_DIR, else data/
 set -euo pipefail
@@ -20,7 +22,7 @@ for recipe in default experiment=lenet_fast; do
     args=(trainer=gpu "classifier.compile=$compile" "hydra.run.dir=$run")
     [ "$recipe" = default ] || args+=("$recipe")
     start=$(date +%s.%N)
-    timeout 100 "$python" train.py "${args[@]}" > "$run.out" 2>&1 || echo "(the run failed or ran out of time: $run.out)"
+    timeout 80 "$python" train.py "${args[@]}" > "$run.out" 2>&1 || echo "(the run failed or ran out of time: $run.out)"
     end=$(date +%s.%N)
     "$python" - "$run/train.log" "$recipe" "$compile" "$start" "$end" << 'PY'
 import re, sys
@@ -39,4 +41,7 @@ done
 echo
 timeout 150 "$python" benchmarks/throughput.py --device cuda --models lenet mlp --batch-sizes 128 \
   --paths lightning hand --epochs 3 -- augment=none 2> /dev/null
+echo
+timeout 110 "$python" benchmarks/step_cost.py --device cuda --models lenet mlp --rounds 2 --short 20 --long 120 \
+  --rows 0 1 3 4 9 2> /dev/null
 rm -rf "$out"

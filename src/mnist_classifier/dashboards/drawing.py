@@ -26,7 +26,8 @@ def confusion_image(counts: torch.Tensor, title: str) -> torch.Tensor:
     counts = counts.cpu()
     classes = len(counts)
     shares = counts / counts.sum(dim=1, keepdim=True).clamp(min=1)
-    colours = (colormaps["Blues"](shares.numpy())[..., :3] * 255).round().astype("uint8")
+    colours = (colormaps["Blues"](shares.numpy())[..., :3] * 255).round().astype("uint8").tolist()
+    count_of, share_of = counts.tolist(), shares.tolist()  # read cell by cell: Python numbers, not tensors
     font = ImageFont.load_default(size=FONT_SIZE)
     left, top = 46, 28  # room for the class axis and the title
     side = classes * CELL
@@ -36,10 +37,10 @@ def confusion_image(counts: torch.Tensor, title: str) -> torch.Tensor:
     for true in range(classes):
         for predicted in range(classes):
             x, y = left + predicted * CELL, top + true * CELL
-            draw.rectangle((x, y, x + CELL - 1, y + CELL - 1), fill=tuple(colours[true, predicted].tolist()))
-            if counts[true, predicted]:
-                colour = "white" if shares[true, predicted] > 0.5 else "black"
-                draw.text((x + CELL / 2, y + CELL / 2), str(int(counts[true, predicted])), colour, font, "mm")
+            draw.rectangle((x, y, x + CELL - 1, y + CELL - 1), fill=tuple(colours[true][predicted]))
+            if count_of[true][predicted]:
+                colour = "white" if share_of[true][predicted] > 0.5 else "black"
+                draw.text((x + CELL / 2, y + CELL / 2), str(count_of[true][predicted]), colour, font, "mm")
     for index in range(classes):
         middle = index * CELL + CELL / 2
         draw.text((left + middle, top + side + 10), str(index), fill="black", font=font, anchor="mm")
