@@ -152,9 +152,7 @@ def test_the_confusion_matrix_has_a_row_per_true_class_and_a_column_per_predicti
     images[:, 0, 0, 0] = labels
     classifier = Classifier(SaysTheFirstPixel(), nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.01))
     logger = L.pytorch.loggers.TensorBoardLogger(tmp_path, name="", version="")
-    trainer = L.Trainer(
-        accelerator="cpu", logger=logger, callbacks=[Dashboards()], enable_progress_bar=False
-    )
+    trainer = L.Trainer(accelerator="cpu", logger=logger, callbacks=[Dashboards()], enable_progress_bar=False)
     trainer.test(classifier, DataLoader(TensorDataset(images, labels), batch_size=8), verbose=False)
     expected = torch.diag(torch.tensor([3] * 10))
     expected[7, 7], expected[7, 1] = 0, 3  # the row of the true 7s, all in the column of 1

@@ -79,7 +79,12 @@ def test_the_run_dir_holds_the_config_checkpoints_events_and_what_reproduces_it(
     assert "_target_: mnist_classifier.models.LeNet" in (run_dir / ".hydra" / "config.yaml").read_text()
     assert trained_run.last.is_file() and trained_run.best.name.startswith("epoch")
     assert list(run_dir.glob("events.out.tfevents.*"))
-    assert "best val accuracy" in (run_dir / "train.log").read_text()  # the log keeps the summary
+    log = (run_dir / "train.log").read_text()
+    assert "best val accuracy" in log  # the log keeps the summary
+    # The net's summary, once: the run log's (Lightning's ModelSummary callback is off).
+    parameters = sum(parameter.numel() for parameter in LeNet().parameters())
+    assert re.search(rf"\| net +\| LeNet +\| {parameters / 1000:.1f} K", log)
+    assert log.count("Total params") == 1
 
     record = json.loads((run_dir / ".hydra" / "environment.json").read_text())
     assert record["packages"]["torch"] == metadata.version("torch")
