@@ -180,8 +180,11 @@ def measure(model: str, args: argparse.Namespace, cost: Callable[[Callable[[], o
         per_step: dict[str, list[float]] = {row: [] for row in fits}
         epoch_end: dict[str, list[float]] = {ROWS[0]: [], TRAIN_PY: []}
         warned: dict[int, list[str]] = {}
-        for round in range(args.rounds + 1):  # the first round warms up: allocations, lazy imports
+        for round in range(args.rounds + 1):
             for row, run in fits.items():
+                if round == 0:  # a warm-up: each path once (allocations, lazy imports), uncounted
+                    run(args.long, row in epoch_end)
+                    continue
                 costs = {}
                 for steps in (args.short, args.long):
                     with warnings.catch_warnings(record=True) as caught:
@@ -189,8 +192,6 @@ def measure(model: str, args: argparse.Namespace, cost: Callable[[Callable[[], o
                         costs[steps] = cost(lambda run=run, steps=steps: run(steps, False))
                     if row == TRAIN_PY:
                         warned[steps] = [f"{w.category.__name__}: {str(w.message)[:70]}" for w in caught]
-                if round == 0:
-                    continue
                 per_step[row].append((costs[args.long] - costs[args.short]) / (args.long - args.short))
                 if row in epoch_end:
                     with_end = cost(lambda run=run: run(args.short, True))
