@@ -182,8 +182,9 @@ def measure(model: str, args: argparse.Namespace, cost: Callable[[Callable[[], o
         warned: dict[int, list[str]] = {}
         for round in range(args.rounds + 1):
             for row, run in fits.items():
-                if round == 0:  # a warm-up: each path once (allocations, lazy imports), uncounted
-                    run(args.long, row in epoch_end)
+                if round == 0:  # a warm-up, uncounted: each path once (allocations, lazy imports), and
+                    # train.py's through a logging step and the epoch's end, whose paths are the widest
+                    run(args.long, True) if row in epoch_end else run(2, False)
                     continue
                 costs = {}
                 for steps in (args.short, args.long):
