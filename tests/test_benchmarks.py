@@ -139,6 +139,16 @@ def test_the_benchmark_table_counts_each_condition(mnist_test: tuple[torch.Tenso
         ),
         (
             "step_cost.py",
+            ["--rows", "13"],
+            "--rows 13 is invalid: give row numbers 0 to 12",
+        ),
+        (
+            "callback_cost.py",
+            ["--short", "60", "--long", "10"],
+            "--short 60 --long 10 is invalid: give 1 <= short < long",
+        ),
+        (
+            "step_cost.py",
             ["--instructions", "--device", "cuda"],
             "--device cuda is invalid with --instructions: give cpu (callgrind counts a CPU's)",
         ),
