@@ -23,6 +23,7 @@ from mnist_classifier.errors import (
     BadInput,
     entry_point,
     existing_file,
+    exit_with,
     reading_input,
     writable_folder,
 )
@@ -124,4 +125,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    exit_with(main(sys.argv[1:]))

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from mnist_classifier import report
-from mnist_classifier.checkpoints import RECORD
+from mnist_classifier.checkpoint_files import RECORD
 from mnist_classifier.config import compose, preflight
 from mnist_classifier.errors import failure_policy
 from mnist_classifier.overrides import command_line_overrides

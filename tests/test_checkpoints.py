@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mnist_classifier.checkpoints import RECORD, package_version
+from mnist_classifier.checkpoint_files import RECORD, package_version
 from mnist_classifier.data import MNISTDataModule
 from mnist_classifier.errors import BadInput
 from mnist_classifier.inference import load_for_inference

@@ -1,4 +1,7 @@
-"""The failure policy every entry point runs under."""
+"""The failure policy every entry point runs under, and how a command's process ends."""
+
+import subprocess
+import sys
 
 import pytest
 from hydra.errors import InstantiationException
@@ -52,3 +55,22 @@ def test_a_bad_command_line_is_one_line_not_argparses_usage_block(capsys) -> Non
     assert capsys.readouterr().err == (
         "error: tool.py: argument count: invalid int value: 'three' (see tool.py --help)\n"
     )
+
+
+# The probe is registered before exit_with's handler, so it runs after it: atexit runs the last first.
+ENDING = """
+import atexit, gc, sys
+from mnist_classifier.errors import exit_with
+
+atexit.register(lambda: print("frozen" if gc.get_freeze_count() else "not frozen"))
+exit_with(int(sys.argv[1]))
+"""
+
+
+@pytest.mark.slow  # a process of its own, as a command's
+def test_a_command_ends_with_its_status_and_its_objects_frozen_out_of_the_last_collection() -> None:
+    for status in (0, 2):
+        ended = subprocess.run(
+            [sys.executable, "-c", ENDING, str(status)], capture_output=True, text=True, timeout=60
+        )
+        assert (ended.returncode, ended.stdout) == (status, "frozen\n"), ended.stderr

@@ -1,15 +1,19 @@
-"""Scoring models on labelled images, alone and as an ensemble."""
+"""Scoring models on labelled images, alone and as an ensemble; the inference commands' imports."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
+from torchmetrics.functional.classification import multiclass_accuracy
 
 from mnist_classifier.errors import BadInput
 from mnist_classifier.inference import InferenceModel, ensemble_probabilities, score
 from mnist_classifier.models import LeNet
 
-from .conftest import data_set
+from .conftest import ROOT, TrainedRun, data_set, user_environment
+from .drawings import page, ring
 
 
 def model(seed: int, **settings) -> InferenceModel:
@@ -47,3 +51,53 @@ def test_scores_are_accuracy_mean_log_loss_and_per_class_accuracy() -> None:
     assert result.accuracy == pytest.approx(0.75)
     assert result.loss == pytest.approx(-torch.tensor([0.7, 0.3, 0.6, 0.8]).log().mean().item())
     assert result.per_class == pytest.approx([1.0, 0.0, 0.5])
+
+
+def test_accuracies_are_torchmetrics_multiclass_accuracies() -> None:
+    generator = torch.Generator().manual_seed(0)
+    probabilities = torch.rand(500, 10, generator=generator).softmax(dim=1)
+    labels = torch.randint(0, 9, (500,), generator=generator)  # no image of the last class
+    result = score(probabilities, labels)
+    assert result.accuracy == pytest.approx(
+        multiclass_accuracy(probabilities, labels, 10, average="micro").item()
+    )
+    assert result.per_class == pytest.approx(
+        multiclass_accuracy(probabilities, labels, 10, average=None).tolist()
+    )
+    assert result.per_class[9] == 0
+
+
+# Each inference command run through its main, serve.py's up to serving (test_serve runs its server);
+# then none of the packages that training alone needs may have been imported.
+INFERENCE_COMMANDS = """
+import runpy, sys
+import uvicorn
+
+checkpoint, image, data_dir, out = sys.argv[1:]
+uvicorn.run = lambda app, **settings: None
+for script, argv in (
+    ("predict.py", [checkpoint, image]),
+    ("eval.py", [checkpoint, "--data-dir", data_dir]),
+    ("export.py", [checkpoint, "--out", out]),
+    ("serve.py", [checkpoint, "--port", "0"]),
+):
+    assert runpy.run_path(script)["main"](argv) == 0, script
+imported = {name.partition(".")[0] for name in sys.modules}
+print(sorted(imported & {"lightning", "pytorch_lightning", "torchmetrics", "torchvision"}))
+"""
+
+
+@pytest.mark.slow  # a process, as the commands are: the pytest process has imported everything
+def test_the_inference_commands_import_neither_lightning_nor_torchmetrics_nor_torchvision(
+    trained_run: TrainedRun, tiny_mnist: Path, tmp_path: Path
+) -> None:
+    image = tmp_path / "digit.png"
+    page(ring()).save(image)
+    arguments = [str(trained_run.best), str(image), str(tiny_mnist), str(tmp_path / "export")]
+    result = subprocess.run(
+        [sys.executable, "-c", INFERENCE_COMMANDS, *arguments],
+        cwd=ROOT, env=user_environment(tiny_mnist), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    imported = result.stdout.splitlines()[-1]
+    assert imported == "[]", f"the inference commands imported {imported} (their seconds: docs/benchmarks.md)"

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageDraw
+from scipy.stats import median_abs_deviation
 
 from mnist_classifier.errors import BadInput
-from mnist_classifier.mnist_format import light_on_dark, mnist_digit
+from mnist_classifier.mnist_format import light_on_dark, mnist_digit, noise_sigma
 
 from .drawings import (
     INK,
@@ -36,6 +37,14 @@ def test_light_on_dark_inverts_by_the_dominant_level() -> None:
     paper[20:30, 10:40] = 0.1
     assert light_on_dark(paper)[0, 0] == pytest.approx(0.1)
     assert light_on_dark(1 - paper)[0, 0] == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("shape", [(40, 31), (1001,), (1000,)])
+def test_the_noise_is_scipys_median_absolute_deviation_scaled_for_a_normal_distribution(
+    shape: tuple[int, ...],
+) -> None:
+    values = np.random.default_rng(0).normal(0.1, 0.02, shape).astype(np.float32)
+    assert noise_sigma(values) == median_abs_deviation(values, axis=None, scale="normal")
 
 
 def test_the_digit_is_scaled_to_20_pixels_and_centred_by_its_mass_not_its_box() -> None:

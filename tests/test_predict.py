@@ -26,7 +26,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from mnist_classifier import handwriting
-from mnist_classifier.checkpoints import RECORD
+from mnist_classifier.checkpoint_files import RECORD
 from mnist_classifier.handwriting import likeliest_numbers
 from mnist_classifier.inference import InferenceModel, load_for_inference
 from mnist_classifier.mnist_format import mnist_digit

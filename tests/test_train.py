@@ -22,7 +22,7 @@ from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from mnist_classifier.augment import RandomAffine
 from mnist_classifier.averaging import RAW_WEIGHTS
-from mnist_classifier.checkpoints import RECORD
+from mnist_classifier.checkpoint_files import RECORD
 from mnist_classifier.data import MNISTDataModule
 from mnist_classifier.datasets import read_split
 from mnist_classifier.models import LeNet

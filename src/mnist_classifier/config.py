@@ -30,6 +30,7 @@ from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
+from mnist_classifier.checkpoint_files import different_weights
 from mnist_classifier.datasets import DataSet, missing_files, not_there, raw_dir, training_split_size
 from mnist_classifier.errors import BadInput, first_line, one_line, reading_input, unwritable
 from mnist_classifier.overrides import (
@@ -170,18 +171,6 @@ def check_resumed_net(cfg: DictConfig) -> None:
         raise BadInput(
             f"ckpt_path={ckpt_path} is invalid: it holds a different model than this config's: {difference}"
         )
-
-
-def different_weights(ours: dict[str, list[int]], theirs: dict[str, list[int]]) -> str | None:
-    """The first difference between two sets of weights' names and shapes, or None."""
-    if ours == theirs:
-        return None
-    if missing := sorted(ours.keys() - theirs.keys()):
-        return f"it has no {missing[0]}"
-    if extra := sorted(theirs.keys() - ours.keys()):
-        return f"it has {extra[0]}, which this model has not"
-    name = next(name for name in ours if ours[name] != theirs[name])
-    return f"{name} is {theirs[name]} there and {ours[name]} in this model"
 
 
 def check_data(cfg: DictConfig) -> None:

@@ -9,19 +9,9 @@ from lightning.pytorch import LightningDataModule
 from torch import nn
 
 from mnist_classifier.batches import Batch, TensorBatches
-from mnist_classifier.datasets import IMAGE_SIZE, DataSet, download, missing_files, not_there, read_split
+from mnist_classifier.datasets import DataSet, download, missing_files, not_there, read_split
 from mnist_classifier.errors import BadInput
-
-
-def to_inputs(images: torch.Tensor, image_size: int, resize: str) -> torch.Tensor:
-    """uint8 images [N, 28, 28] -> float images [N, 1, image_size, image_size] in [0, 1]."""
-    x = images.unsqueeze(1).float().div_(255)
-    if resize == "bilinear":
-        return TF.resize(x, [image_size, image_size], TF.InterpolationMode.BILINEAR, antialias=True)
-    # LeNet-5 paper style: zero borders around the 28x28 image, the odd pixel right and bottom.
-    before = (image_size - IMAGE_SIZE) // 2
-    after = image_size - IMAGE_SIZE - before
-    return TF.pad(x, [before, before, after, after])
+from mnist_classifier.preprocessing import to_inputs
 
 
 class MNISTDataModule(LightningDataModule):

@@ -7,7 +7,9 @@ is one. HYDRA_FULL_ERROR=1 shows the traceback instead, as Hydra does.
 """
 
 import argparse
+import atexit
 import functools
+import gc
 import logging
 import os
 import sys
@@ -102,6 +104,16 @@ def entry_point(main: Main) -> Main:
             return main(*args, **kwargs)
 
     return guarded  # type: ignore[return-value]
+
+
+def exit_with(status: int | None) -> NoReturn:
+    """End a command's process with its main's status, quickly: what the command made is freed with
+    the process, so as the process ends it is frozen (gc.freeze) out of the interpreter's last garbage
+    collections, which would walk every object torch and its exporters made (docs/benchmarks.md,
+    "Start-up"). Frozen at the end, not here: a test that runs the command inside its own process
+    (runpy) goes on collecting."""
+    atexit.register(gc.freeze)
+    sys.exit(status)
 
 
 def existing_file(path: Path, what: str) -> Path:

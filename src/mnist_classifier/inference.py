@@ -9,12 +9,11 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchmetrics.functional.classification import multiclass_accuracy
 
-from mnist_classifier.checkpoints import RECORD, build_net, load_checkpoint
-from mnist_classifier.data import to_inputs
+from mnist_classifier.checkpoint_files import RECORD, build_net, load_checkpoint
 from mnist_classifier.datasets import DataSet
 from mnist_classifier.errors import BadInput, one_line
+from mnist_classifier.preprocessing import to_inputs
 
 
 @dataclass
@@ -130,11 +129,14 @@ class Scores:
 
 
 def score(probabilities: torch.Tensor, labels: torch.Tensor) -> Scores:
+    """The scores of probabilities [N, classes] against labels [N]; a class without images has a
+    per-class accuracy of 0, as torchmetrics gives it."""
+    right = (probabilities.argmax(dim=1) == labels).double()
     classes = probabilities.shape[1]
+    images = torch.bincount(labels, minlength=classes)
+    per_class = torch.bincount(labels, weights=right, minlength=classes) / images.clamp_min(1)
     loss = torch.nn.functional.nll_loss(probabilities.clamp_min(1e-12).log(), labels)
-    per_class = multiclass_accuracy(probabilities, labels, classes, average=None)
-    accuracy = multiclass_accuracy(probabilities, labels, classes, average="micro")
-    return Scores(float(loss), float(accuracy), [float(value) for value in per_class])
+    return Scores(float(loss), float(right.mean()), [float(value) for value in per_class])
 
 
 def check_ensemble(models: Sequence[InferenceModel]) -> None:

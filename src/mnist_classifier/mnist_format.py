@@ -26,14 +26,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torchvision.transforms.v2.functional as TF
 from PIL import Image
 from scipy import ndimage
-from scipy.stats import median_abs_deviation
 from skimage.filters import threshold_otsu
 
 from mnist_classifier.errors import BadInput
 from mnist_classifier.image_files import WORK_SIDE, ImageSource, open_image, source_name
+from mnist_classifier.preprocessing import resize_bilinear
 
 # The background is the opening over a square of this fraction of the image's shorter side:
 # wider than any stroke, so that only what is larger than strokes (lighting, shadows) is removed;
@@ -46,6 +45,9 @@ SMOOTHING_FRACTION = 1 / 512
 # Ink is at least this much darker than its paper (1 = black on white), whatever Otsu says.
 MIN_CONTRAST = 0.2
 NOISE_SIGMAS = 5  # ... and this many times the noise's standard deviation (robustly estimated)
+# A normal distribution's median absolute deviation over its standard deviation (scipy's
+# special.ndtri(0.75), the scale of stats.median_abs_deviation's "normal").
+NORMAL_MAD = 0.6744897501960817
 # The ink's level is this percentile of the ink pixels (a stroke's core, not its edges).
 INK_PERCENTILE = 90
 # Pieces of ink with less area than this fraction of the largest piece are specks.
@@ -110,6 +112,13 @@ def light_on_dark(gray: np.ndarray) -> np.ndarray:
     return 1 - gray if paper > (low + high) / 2 else gray
 
 
+def noise_sigma(values: np.ndarray) -> float:
+    """A robust estimate of the values' standard deviation: their median absolute deviation, scaled
+    for a normal distribution. scipy.stats.median_abs_deviation(values, axis=None, scale="normal")
+    computes the same, but importing scipy.stats adds over half a second to predict.py."""
+    return float(np.median(np.abs(values - np.median(values))) / NORMAL_MAD)
+
+
 def smoothing_sigma(shape: tuple[int, ...]) -> float:
     """The blur that removes pixel noise at this image size, none for small images."""
     return min(shape) * SMOOTHING_FRACTION
@@ -147,13 +156,13 @@ def separate_ink(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     noise floor is a robust estimate (median + 3 MADs) over the paper.
     """
     smooth = ndimage.gaussian_filter(flat, smoothing_sigma(flat.shape))
-    noise = median_abs_deviation(smooth, axis=None, scale="normal")  # the paper's, as it is most pixels
+    noise = noise_sigma(smooth)  # the paper's, as it is most pixels
     threshold = max(threshold_otsu(np.clip(smooth, 0, 1)), MIN_CONTRAST, NOISE_SIGMAS * noise)
     mask = smooth > threshold
     if not mask.any():
         return mask, np.zeros_like(flat)
     paper = flat[~mask]
-    paper_noise = np.median(paper) + 3 * median_abs_deviation(paper, scale="normal")
+    paper_noise = np.median(paper) + 3 * noise_sigma(paper)
     floor = min(paper_noise, threshold / 2)  # the ink stays visible on the noisiest paper
     level = np.percentile(flat[mask], INK_PERCENTILE)
     return mask, np.clip((flat - floor) / max(level - floor, 1 / 255), 0, 1).astype(np.float32)
@@ -250,7 +259,7 @@ def fit_box(digit: np.ndarray, box: int = BOX) -> np.ndarray:
     rows, columns = np.nonzero(digit >= min(BOX_LEVEL, digit.max()))
     scale = min(box / (max(np.ptp(rows), np.ptp(columns)) + 1), CANVAS / max(height, width))
     size = [max(1, round(height * scale)), max(1, round(width * scale))]
-    return TF.resize(torch.from_numpy(digit)[None], size, antialias=True)[0].clamp(0, 1).numpy()
+    return resize_bilinear(torch.from_numpy(digit), size).clamp(0, 1).numpy()
 
 
 def centre_by_mass(digit: np.ndarray, canvas: int = CANVAS) -> np.ndarray:

@@ -21,7 +21,8 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.model_summary import summarize
 from omegaconf import DictConfig, open_dict
 
-from mnist_classifier.checkpoints import RECORD, check_same_model, inference_record, load_checkpoint
+from mnist_classifier.checkpoint_files import RECORD, check_same_model, load_checkpoint
+from mnist_classifier.checkpoints import inference_record
 from mnist_classifier.config import check_targets, validate
 from mnist_classifier.data import MNISTDataModule
 from mnist_classifier.errors import reading_input
