@@ -2,8 +2,9 @@
 padded to the net's image size, grey levels in [0, 1].
 
 Imports no torchvision: importing it imports its models and, through its ops, torch's compiler, a
-large share of an inference command's start-up (docs/benchmarks.md, "Start-up"). `resize_bilinear` makes the call of torch's interpolate that torchvision's antialiased
-bilinear resize makes for float images (test_preprocessing checks that their outputs are equal).
+large share of an inference command's start-up (docs/benchmarks.md, "Start-up").
+`resize_bilinear` makes the call of torch's interpolate that torchvision's antialiased bilinear
+resize makes for float images (test_preprocessing checks that their outputs are equal).
 """
 
 from collections.abc import Sequence
